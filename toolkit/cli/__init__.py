@@ -1,0 +1,105 @@
+"""The `toolkit` command line. Each verb lives in its own module and is imported only when
+run, so `toolkit decrypt` never pays for Textual and `--help` stays fast.
+
+Expected failures (`ToolkitError`) become one line on stderr and the exit code of
+DESIGN.md §4.2; data goes to stdout, diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ..errors import ExitCode, ToolkitError
+
+# verb -> ("module:attribute" relative to this package, the one-line help `toolkit -h` shows).
+COMMANDS = {
+    "dashboard": ("_dashboard:dashboard", "Browse users, installations and findings in the terminal."),
+    "audit": ("_audit:audit", "Find every broken installation and badly stored secret."),
+    "show": ("_show:show", "Show one installation, secrets masked unless --reveal."),
+    "decrypt": ("_crypto:decrypt", "Decrypt one stored value (stdin when VALUE is omitted)."),
+    "encrypt": ("_crypto:encrypt", "Encrypt one value as the app does (stdin when VALUE is omitted)."),
+    "keys": ("_keys:keys", "Generate keys, count values per key, rotate to the current key."),
+    "migrate": ("_migrate:migrate", "Apply pending drizzle migrations over DIRECT_URL."),
+    "schema": ("_migrate:schema", "Compare the live schema with the app's (schema check)."),
+    "registry": ("_registry:registry", "Validate and summarise a registry file."),
+    "repair": ("_repair:repair", "Fix mechanical audit findings, opt-in by code."),
+    "demo": ("_demo:demo", "Create or rebuild the embedded demo database."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def format_commands(self, ctx, formatter):
+        # Listing the verbs must not import them all (Textual, pandas…).
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target[0].split(":")
+        module = importlib.import_module(f".{module_name}", __name__)
+        return getattr(module, attribute)
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.option("--database-url", metavar="URL", help="Runtime database URL (env DATABASE_URL). Default: the embedded demo database.")
+@click.option("--registry", "registry_path", type=click.Path(dir_okay=False), help="Registry JSON file (env TOOLKIT_REGISTRY).")
+@click.version_option(package_name="installation-toolkit", prog_name="toolkit")
+@click.pass_context
+def cli(ctx, database_url, registry_path):
+    """Operator's toolkit for the app's installations database.
+
+    Audit configs and stored secrets, inspect and decrypt one installation, rotate the
+    encryption key, migrate the schema and browse it all in a terminal dashboard.
+
+    Settings come from the environment, then .env.local, then .env (flags win). With no
+    DATABASE_URL every command uses the embedded demo database.
+
+    Exit codes: 0 ok, 1 findings or drift, 2 usage or configuration error, 3 database error.
+    """
+    from pathlib import Path
+
+    from ..context import Context
+    from ..settings import load_settings
+
+    overrides = {"database_url": database_url}
+    if registry_path:
+        overrides["registry_path"] = Path(registry_path)
+    ctx.obj = Context(load_settings(**overrides))
+    ctx.call_on_close(ctx.obj.close)
+
+
+def main(argv=None) -> int:
+    """Entry point of the console script and `python -m toolkit`."""
+    try:
+        cli.main(args=argv, prog_name="toolkit", standalone_mode=False)
+    except ToolkitError as exc:
+        click.echo(f"error: {exc.one_line()}", err=True)
+        return int(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitCode.USAGE)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return int(ExitCode.OK)
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""What every front end needs, built lazily from the settings: database, keyring, registry.
+
+One `Context` per command or session. The demo database is used when `DATABASE_URL` is not
+set; that fact is announced once on stderr. Front ends ask the context, never the
+environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from .errors import ConfigError
+from .settings import Settings, load_settings
+
+
+class Context:
+    def __init__(self, settings: Settings | None = None, *, announce=None):
+        self.settings = settings if settings is not None else load_settings()
+        self._announce = announce if announce is not None else _stderr_line
+
+    @property
+    def is_demo(self) -> bool:
+        return self.settings.uses_demo
+
+    @functools.cached_property
+    def database(self):
+        """The runtime database, bound to the models. Connects lazily, per thread."""
+        from . import db
+
+        if self.is_demo:
+            from . import demo
+
+            path = demo.ensure_demo_database(self.settings)
+            self._announce(f"Using the embedded demo database ({path}); set DATABASE_URL to use a real one.")
+            database = db.open_sqlite(path)
+        else:
+            database = db.open_postgres(self.settings.database_url, "DATABASE_URL")
+        db.bind(database)
+        return database
+
+    @functools.cached_property
+    def keyring(self):
+        from .crypto import Keyring
+
+        if self.is_demo and not self.settings.encryption_key:
+            from . import demo
+
+            return demo.demo_keyring()
+        keyring = Keyring.from_settings(self.settings)
+        if not self.is_demo:
+            from . import demo
+
+            demo.refuse_demo_key(keyring)
+        return keyring
+
+    @functools.cached_property
+    def registry(self):
+        from .registry import load_registry
+
+        path = self.settings.registry_path
+        if path is None:
+            if self.is_demo:
+                from . import demo
+
+                path = demo.DEMO_REGISTRY_PATH
+            else:
+                raise ConfigError(
+                    "no registry file: set TOOLKIT_REGISTRY (or --registry) to the app registry's JSON",
+                    hint="see README, 'Exporting the registry'",
+                )
+        return load_registry(path)
+
+    def close(self) -> None:
+        database = self.__dict__.get("database")
+        if database is not None and not database.is_closed():
+            database.close()
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr)

@@ -1,0 +1,118 @@
+"""Settings: the one place that knows the environment variables' names.
+
+Order, as Next.js loads them: the real environment, then `.env.local`, then `.env`
+in the working directory. The real environment wins; a command-line flag wins over all
+(the CLI passes flags as `overrides`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+# Variable names (DESIGN.md §4.1), plus the toolkit's own.
+DATABASE_URL = "DATABASE_URL"
+DIRECT_URL = "DIRECT_URL"
+ENCRYPTION_KEY = "ENCRYPTION_KEY"
+ENCRYPTION_KEY_PREVIOUS = "ENCRYPTION_KEY_PREVIOUS"
+TOOLKIT_REGISTRY = "TOOLKIT_REGISTRY"
+TOOLKIT_KEY_DERIVATION = "TOOLKIT_KEY_DERIVATION"  # hex (default), raw, sha256, scrypt
+TOOLKIT_KEY_SALT = "TOOLKIT_KEY_SALT"  # salt for the scrypt derivation
+TOOLKIT_IV_LENGTH = "TOOLKIT_IV_LENGTH"  # 16 (the app's default) or 12
+TOOLKIT_ACCESS_LOG = "TOOLKIT_ACCESS_LOG"  # path of the reveal log (JSON lines)
+TOOLKIT_DATA_DIR = "TOOLKIT_DATA_DIR"  # where the demo database lives
+TOOLKIT_MASK_VISIBLE = "TOOLKIT_MASK_VISIBLE"  # how many trailing characters a mask shows
+
+ALL_VARIABLES = (
+    DATABASE_URL, DIRECT_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, TOOLKIT_REGISTRY,
+    TOOLKIT_KEY_DERIVATION, TOOLKIT_KEY_SALT, TOOLKIT_IV_LENGTH, TOOLKIT_ACCESS_LOG,
+    TOOLKIT_DATA_DIR, TOOLKIT_MASK_VISIBLE,
+)
+
+KEY_DERIVATIONS = ("hex", "raw", "sha256", "scrypt")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    direct_url: str | None = None
+    encryption_key: str | None = dataclasses.field(default=None, repr=False)
+    encryption_key_previous: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    registry_path: Path | None = None
+    key_derivation: str = "hex"
+    key_salt: str | None = dataclasses.field(default=None, repr=False)
+    iv_length: int = 16
+    access_log: Path | None = None
+    data_dir: Path | None = None
+    mask_visible: int = 4
+
+    @property
+    def uses_demo(self) -> bool:
+        return not self.database_url
+
+    def with_overrides(self, **overrides) -> "Settings":
+        """A copy where every override that is not None wins (command-line flags)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **given) if given else self
+
+
+def read_sources(cwd: Path | None = None, environ: dict | None = None) -> dict[str, str]:
+    """Merge `.env`, `.env.local` and the environment; later sources win."""
+    cwd = Path.cwd() if cwd is None else cwd
+    merged: dict[str, str] = {}
+    for name in (".env", ".env.local"):
+        path = cwd / name
+        if path.is_file():
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    environ = os.environ if environ is None else environ
+    merged.update({k: environ[k] for k in ALL_VARIABLES if k in environ})
+    return merged
+
+
+def load_settings(cwd: Path | None = None, environ: dict | None = None, **overrides) -> Settings:
+    """Read the settings and check their shape; errors name the variable to fix."""
+    raw = read_sources(cwd, environ)
+
+    def text(name):
+        value = raw.get(name, "").strip()
+        return value or None
+
+    def integer(name, default, allowed=None):
+        value = text(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+        if allowed and number not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, got {number}")
+        return number
+
+    derivation = (text(TOOLKIT_KEY_DERIVATION) or "hex").lower()
+    if derivation not in KEY_DERIVATIONS:
+        raise ConfigError(
+            f"{TOOLKIT_KEY_DERIVATION} must be one of {', '.join(KEY_DERIVATIONS)}, got {derivation!r}"
+        )
+    previous = tuple(k.strip() for k in (text(ENCRYPTION_KEY_PREVIOUS) or "").split(",") if k.strip())
+    path = lambda name: Path(text(name)).expanduser() if text(name) else None  # noqa: E731
+
+    settings = Settings(
+        database_url=text(DATABASE_URL),
+        direct_url=text(DIRECT_URL),
+        encryption_key=text(ENCRYPTION_KEY),
+        encryption_key_previous=previous,
+        registry_path=path(TOOLKIT_REGISTRY),
+        key_derivation=derivation,
+        key_salt=text(TOOLKIT_KEY_SALT),
+        iv_length=integer(TOOLKIT_IV_LENGTH, 16, allowed=(12, 16)),
+        access_log=path(TOOLKIT_ACCESS_LOG),
+        data_dir=path(TOOLKIT_DATA_DIR),
+        mask_visible=integer(TOOLKIT_MASK_VISIBLE, 4),
+    )
+    return settings.with_overrides(**overrides)
