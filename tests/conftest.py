@@ -1,0 +1,227 @@
+"""Shared fixtures: real PostgreSQL, PgBouncer and Node, never mocks (DESIGN.md §5).
+
+    empty_pg_url     a fresh, empty PostgreSQL database per test (dropped afterwards)
+    pg_url           the same with the app's schema applied from migrations/ (drizzle SQL)
+    pgbouncer_url    factory: pgbouncer_url(url) -> that database through PgBouncer in
+                     transaction mode on 127.0.0.1:6543 (pool of 2 per database)
+    node_bin         path of `node`
+    drizzle_kit      path of tests/node/node_modules/.bin/drizzle-kit (runs `npm ci` if missing)
+
+A missing service is started when it can be (PostgreSQL with pg_ctlcluster, PgBouncer with
+scripts/start-pgbouncer, drizzle-kit with npm ci); otherwise the test is skipped with one line
+saying why — except under CI=true, where it fails: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg2
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = ROOT / "migrations"
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+PGBOUNCER_PORT = int(os.environ.get("TOOLKIT_PGBOUNCER_PORT", "6543"))
+# The user/password PgBouncer's auth file holds (scripts/start-pgbouncer writes it).
+PGBOUNCER_USER = "postgres"
+PGBOUNCER_PASSWORD = os.environ.get("TOOLKIT_PGBOUNCER_PASSWORD", "toolkit-test-password")
+BREAKPOINT = "--> statement-breakpoint"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str):
+    """Skip with one line — or fail under CI=true, where every service must be there."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pg_dsn(dbname: str = "postgres") -> str:
+    return f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname} connect_timeout=5"
+
+
+def pg_url_for(dbname: str) -> str:
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
+
+
+def _admin_connection():
+    connection = psycopg2.connect(pg_dsn())
+    connection.autocommit = True
+    return connection
+
+
+def _postgres_is_up() -> bool:
+    try:
+        _admin_connection().close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+# ---- services, checked once per session (per xdist worker) ------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str | None:
+    """None when PostgreSQL answers on :5432 (started if needed), else why it does not."""
+    if _postgres_is_up():
+        return None
+    if shutil.which("pg_ctlcluster"):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"],
+            capture_output=True, text=True, check=False,
+        )
+        for _ in range(50):
+            if _postgres_is_up():
+                return None
+            time.sleep(0.1)
+    return f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (and pg_ctlcluster could not start it)"
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(postgres_server) -> str | None:
+    """None when our PgBouncer answers on :6543 (started if needed), else why it does not."""
+    if postgres_server:
+        return postgres_server
+    if _pgbouncer_answers():
+        return None
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "start-pgbouncer")], capture_output=True, text=True, check=False,
+        env={**os.environ, "TOOLKIT_PGBOUNCER_PASSWORD": PGBOUNCER_PASSWORD},
+    )
+    if result.returncode == 0 and _pgbouncer_answers():
+        return None
+    detail = (result.stderr.strip().splitlines() or ["it did not answer"])[-1]
+    return f"PgBouncer is not available on 127.0.0.1:{PGBOUNCER_PORT}: {detail}"
+
+
+def _pgbouncer_answers() -> bool:
+    try:
+        connection = psycopg2.connect(
+            host=PG_HOST, port=PGBOUNCER_PORT, user=PGBOUNCER_USER, password=PGBOUNCER_PASSWORD,
+            dbname="pgbouncer", connect_timeout=3,
+        )
+    except psycopg2.OperationalError:
+        return False
+    connection.close()
+    return True
+
+
+# ---- databases --------------------------------------------------------------------------
+
+def create_database() -> str:
+    name = f"tk_{secrets.token_hex(6)}"
+    connection = _admin_connection()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+    return name
+
+
+def drop_database(name: str) -> None:
+    connection = _admin_connection()
+    try:
+        with connection.cursor() as cursor:
+            # FORCE: PgBouncer (or a leaked test connection) may still hold a server connection.
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        connection.close()
+
+
+def migration_statements(folder: Path = MIGRATIONS) -> list[str]:
+    """Every statement of every .sql file of a drizzle folder, in file-name order."""
+    statements = []
+    for path in sorted(folder.glob("*.sql")):
+        for chunk in path.read_text().split(BREAKPOINT):
+            if chunk.strip():
+                statements.append(chunk)
+    return statements
+
+
+def apply_app_schema(dbname: str) -> None:
+    """The app's schema, straight from the SQL (independent of toolkit.migrate on purpose)."""
+    connection = psycopg2.connect(pg_dsn(dbname))
+    try:
+        with connection, connection.cursor() as cursor:
+            for statement in migration_statements():
+                cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def empty_pg_url(postgres_server):
+    if postgres_server:
+        unavailable(postgres_server)
+    name = create_database()
+    try:
+        yield pg_url_for(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def pg_url(empty_pg_url):
+    apply_app_schema(empty_pg_url.rsplit("/", 1)[1])
+    return empty_pg_url
+
+
+@pytest.fixture
+def pgbouncer_url(pgbouncer_server):
+    """Factory: the same database through PgBouncer (transaction mode, with a password).
+
+    `pgbouncer_url(url, password=...)` gives a URL with another password (wrong-password tests).
+    """
+    if pgbouncer_server:
+        unavailable(pgbouncer_server)
+
+    def make(url: str, *, password: str = PGBOUNCER_PASSWORD, query: str = "") -> str:
+        dbname = url.rsplit("/", 1)[1].split("?", 1)[0]
+        suffix = f"?{query}" if query else ""
+        return (
+            f"postgresql://{PGBOUNCER_USER}:{quote(password, safe='')}@{PG_HOST}:{PGBOUNCER_PORT}"
+            f"/{dbname}{suffix}"
+        )
+
+    return make
+
+
+# ---- node and drizzle-kit ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def node_bin() -> str:
+    path = shutil.which("node")
+    if path is None:
+        unavailable("node is not on PATH (install Node 20)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def drizzle_kit(node_bin) -> Path:
+    """drizzle-kit from tests/node (package-lock.json pins it); `npm ci` when not installed."""
+    binary = NODE_DIR / "node_modules" / ".bin" / "drizzle-kit"
+    if not binary.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            unavailable("npm is not on PATH, so drizzle-kit cannot be installed")
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True,
+            check=False,
+        )
+        if result.returncode != 0 or not binary.exists():
+            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            unavailable(f"`npm ci` in tests/node failed, so drizzle-kit is missing: {detail}")
+    return binary
