@@ -1,0 +1,211 @@
+"""The keyring: the current key and the previous ones, and what each stored value is.
+
+Stored values carry no key id, so the keyring tries its keys in order — current first,
+then `ENCRYPTION_KEY_PREVIOUS` left to right — and the GCM tag says which one fits.
+A failed decrypt is never taken for "probably plaintext" (DESIGN.md §2).
+
+`inspect` is the hot path of the audit and rotation (millions of values): one precompiled
+regex, `bytes.fromhex`, one cached AESGCM object per key, and a status object only built
+on the rare paths. It returns the plaintext as bytes; the caller decides about UTF-8.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import AlreadyEncrypted, ConfigError, UndecryptableError
+from ._format import IV_LENGTHS, STRICT, format_ciphertext, looks_encrypted, malformed_reason, parse_ciphertext
+from ._keys import Key, derive_key
+from ._secret import Secret
+
+PLAINTEXT = "plaintext"
+MALFORMED = "malformed"
+UNDECRYPTABLE = "undecryptable"
+CURRENT = "current"
+PREVIOUS = "previous"
+KINDS = (CURRENT, PREVIOUS, UNDECRYPTABLE, PLAINTEXT, MALFORMED)
+
+
+class ValueStatus(NamedTuple):
+    kind: str  # one of KINDS
+    key_index: int | None = None  # 0 = current, n = previous #n, when it decrypts
+    plaintext: bytes | None = None
+    iv: bytes | None = None  # for nonce-reuse checks, when well-formed
+    reason: str | None = None  # why it is malformed
+
+    @property
+    def decrypts(self) -> bool:
+        return self.key_index is not None
+
+    def __repr__(self) -> str:
+        # The plaintext never reaches a repr (logs, tracebacks, notebooks).
+        shown = "None" if self.plaintext is None else f"<{len(self.plaintext)} bytes hidden>"
+        iv = "None" if self.iv is None else self.iv.hex()
+        return (f"ValueStatus(kind={self.kind!r}, key_index={self.key_index!r}, plaintext={shown}, "
+                f"iv={iv}, reason={self.reason!r})")
+
+
+class Decrypted(NamedTuple):
+    secret: Secret
+    key: Key
+    key_index: int
+
+
+_PLAINTEXT_STATUS = ValueStatus(PLAINTEXT)
+
+
+class Keyring:
+    def __init__(self, keys=(), *, iv_length: int = 16, mask_visible: int = 4, is_demo: bool = False):
+        keys = tuple(keys)
+        for index, key in enumerate(keys):
+            if key.index != index:
+                raise ValueError("keys must be given current first, indexed 0, 1, 2…")
+        if iv_length not in IV_LENGTHS:
+            raise ConfigError(f"TOOLKIT_IV_LENGTH must be 12 or 16, got {iv_length}")
+        self.keys = keys
+        self.iv_length = iv_length
+        self.mask_visible = mask_visible
+        self.is_demo = is_demo  # the demo key is refused against a real database
+        self._ciphers = tuple(AESGCM(key.material) for key in keys)
+
+    @classmethod
+    def from_settings(cls, settings, **kwargs) -> "Keyring":
+        """Build from ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS with the configured derivation."""
+        texts = []
+        if settings.encryption_key:
+            texts.append((settings.encryption_key, "ENCRYPTION_KEY"))
+        elif settings.encryption_key_previous:
+            raise ConfigError("ENCRYPTION_KEY_PREVIOUS is set but ENCRYPTION_KEY is not")
+        texts += [
+            (text, f"ENCRYPTION_KEY_PREVIOUS #{n}")
+            for n, text in enumerate(settings.encryption_key_previous, start=1)
+        ]
+        materials = [
+            derive_key(text, settings.key_derivation, salt=settings.key_salt, variable=variable)
+            for text, variable in texts
+        ]
+        return cls.from_materials(
+            materials, iv_length=settings.iv_length, mask_visible=settings.mask_visible, **kwargs
+        )
+
+    @classmethod
+    def from_materials(cls, materials, **kwargs) -> "Keyring":
+        """From raw 32-byte keys, current first. Refuses a key listed twice."""
+        seen = {}
+        for index, material in enumerate(materials):
+            if material in seen:
+                first = _variable(seen[material])
+                raise ConfigError(
+                    f"{_variable(index)} is the same key as {first}",
+                    hint="remove it from ENCRYPTION_KEY_PREVIOUS",
+                )
+            seen[material] = index
+        return cls([Key(m, i) for i, m in enumerate(materials)], **kwargs)
+
+    # --- keys -------------------------------------------------------------------------
+    @property
+    def current(self) -> Key:
+        if not self.keys:
+            raise ConfigError(
+                "ENCRYPTION_KEY is not set", hint="set it to the app's key (64 hex characters)"
+            )
+        return self.keys[0]
+
+    @property
+    def previous(self) -> tuple[Key, ...]:
+        return self.keys[1:]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __repr__(self) -> str:
+        keys = ", ".join(f"{k.label}={k.fingerprint}" for k in self.keys)
+        return f"Keyring({keys or 'no keys'}{', demo' if self.is_demo else ''})"
+
+    def __reduce__(self):
+        # AESGCM objects do not pickle; rebuild them (multiprocessing with spawn).
+        return (_rebuild, ([k.material for k in self.keys], self.iv_length, self.mask_visible, self.is_demo))
+
+    # --- the hot path -----------------------------------------------------------------
+    def inspect(self, value) -> ValueStatus:
+        """Classify one stored value and decrypt it if a key fits. Never raises for data."""
+        if value.__class__ is not str:
+            return ValueStatus(MALFORMED, reason=f"not a string but {type(value).__name__}")
+        match = STRICT.fullmatch(value)
+        if match is None:
+            if not looks_encrypted(value):
+                return _PLAINTEXT_STATUS
+            return ValueStatus(MALFORMED, reason=malformed_reason(value))
+        iv_hex, tag_hex, body_hex = match.groups()
+        iv = bytes.fromhex(iv_hex)
+        sealed = bytes.fromhex(body_hex + tag_hex)
+        index = 0
+        for cipher in self._ciphers:
+            try:
+                plaintext = cipher.decrypt(iv, sealed, None)
+            except InvalidTag:
+                # The only way `cryptography` reports a wrong key; rare after the first key.
+                index += 1
+                continue
+            return ValueStatus(CURRENT if index == 0 else PREVIOUS, index, plaintext, iv)
+        return ValueStatus(UNDECRYPTABLE, None, None, iv)
+
+    # --- one value, with errors --------------------------------------------------------
+    def decrypt(self, value: str) -> Decrypted:
+        """Decrypt one value; MalformedCiphertext or UndecryptableError say why not."""
+        parsed = parse_ciphertext(value)  # raises MalformedCiphertext with a reason
+        self.current  # noqa: B018 — an empty keyring is a configuration error, not bad data
+        sealed = parsed.sealed()
+        for cipher, key in zip(self._ciphers, self.keys):
+            try:
+                plaintext = cipher.decrypt(parsed.iv, sealed, None)
+            except InvalidTag:
+                continue
+            return Decrypted(Secret.from_bytes(plaintext, self.mask_visible), key, key.index)
+        tried = ", ".join(str(k) for k in self.keys)
+        raise UndecryptableError(
+            f"no key in the keyring authenticates this value (wrong key or tampered value; tried {tried})",
+            hint="set ENCRYPTION_KEY_PREVIOUS if it was written under an older key",
+        )
+
+    def encrypt(self, plaintext: str, *, iv: bytes | None = None) -> str:
+        """Encrypt as the app does, under the current key with a fresh random IV.
+
+        Refuses (AlreadyEncrypted) a value that is already a well-formed ciphertext —
+        whether it verifies under this keyring (double encryption) or not (most likely a
+        value from another key; encrypting it would bury it for good). `iv` is for tests
+        that need a fixed nonce; never pass it in real use.
+        """
+        if not isinstance(plaintext, str):
+            raise TypeError("encrypt() takes the plaintext as str")
+        self.current  # noqa: B018 — raises ConfigError when ENCRYPTION_KEY is unset
+        status = self.inspect(plaintext)
+        if status.decrypts:
+            raise AlreadyEncrypted(
+                f"refusing to encrypt: the value is already a ciphertext that decrypts under the {self.keys[status.key_index].label} key"
+            )
+        if status.kind == UNDECRYPTABLE:
+            raise AlreadyEncrypted(
+                "refusing to encrypt: the value is already in the iv:authTag:ciphertext format (under a key not in this keyring)"
+            )
+        if iv is None:
+            iv = os.urandom(self.iv_length)
+        elif len(iv) not in IV_LENGTHS:
+            raise ValueError("IV must be 12 or 16 bytes")
+        sealed = self._ciphers[0].encrypt(iv, plaintext.encode("utf-8"), None)
+        return format_ciphertext(iv, sealed[-16:], sealed[:-16])
+
+    def key_for(self, index: int) -> Key:
+        return self.keys[index]
+
+
+def _rebuild(materials, iv_length, mask_visible, is_demo):
+    return Keyring.from_materials(materials, iv_length=iv_length, mask_visible=mask_visible, is_demo=is_demo)
+
+
+def _variable(index: int) -> str:
+    return "ENCRYPTION_KEY" if index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{index}"
