@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import AlreadyEncrypted, ConfigError, UndecryptableError
-from ._format import IV_LENGTHS, STRICT, format_ciphertext, looks_encrypted, malformed_reason, parse_ciphertext
+from ._format import IV_LENGTHS, format_ciphertext, looks_encrypted, malformed_reason, parse_ciphertext
 from ._keys import Key, derive_key
 from ._secret import Secret
 
@@ -56,6 +56,7 @@ class Decrypted(NamedTuple):
 
 
 _PLAINTEXT_STATUS = ValueStatus(PLAINTEXT)
+_new_status = tuple.__new__
 
 
 class Keyring:
@@ -135,14 +136,26 @@ class Keyring:
         """Classify one stored value and decrypt it if a key fits. Never raises for data."""
         if value.__class__ is not str:
             return ValueStatus(MALFORMED, reason=f"not a string but {type(value).__name__}")
-        match = STRICT.fullmatch(value)
-        if match is None:
-            if not looks_encrypted(value):
-                return _PLAINTEXT_STATUS
-            return ValueStatus(MALFORMED, reason=malformed_reason(value))
-        iv_hex, tag_hex, body_hex = match.groups()
-        iv = bytes.fromhex(iv_hex)
-        sealed = bytes.fromhex(body_hex + tag_hex)
+        # Faster than a regex (this runs millions of times) and exactly as strict as
+        # _format.STRICT: fixed lengths first, then `bytes.fromhex`, which rejects non-hex
+        # characters; its one leniency, skipping whitespace, shows up as fewer bytes than
+        # hex digits/2. A property test holds this equal to parse_ciphertext.
+        parts = value.split(":")
+        if len(parts) == 3:
+            iv_hex, tag_hex, body_hex = parts
+            if (len(iv_hex) == 32 or len(iv_hex) == 24) and len(tag_hex) == 32 and not len(body_hex) & 1:
+                try:
+                    iv = bytes.fromhex(iv_hex)
+                    sealed = bytes.fromhex(body_hex + tag_hex)
+                except ValueError:
+                    iv = sealed = b""
+                if len(iv) * 2 == len(iv_hex) and len(sealed) * 2 == len(body_hex) + 32:
+                    return self._open(iv, sealed)
+        if not looks_encrypted(value):
+            return _PLAINTEXT_STATUS
+        return ValueStatus(MALFORMED, reason=malformed_reason(value))
+
+    def _open(self, iv: bytes, sealed: bytes) -> ValueStatus:
         index = 0
         for cipher in self._ciphers:
             try:
@@ -151,7 +164,8 @@ class Keyring:
                 # The only way `cryptography` reports a wrong key; rare after the first key.
                 index += 1
                 continue
-            return ValueStatus(CURRENT if index == 0 else PREVIOUS, index, plaintext, iv)
+            # tuple.__new__ skips NamedTuple's Python-level __new__: measurably faster here.
+            return _new_status(ValueStatus, (CURRENT if index == 0 else PREVIOUS, index, plaintext, iv, None))
         return ValueStatus(UNDECRYPTABLE, None, None, iv)
 
     # --- one value, with errors --------------------------------------------------------
