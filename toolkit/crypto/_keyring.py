@@ -17,7 +17,7 @@ from typing import NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import AlreadyEncrypted, ConfigError, UndecryptableError
+from ..errors import AlreadyEncrypted, ConfigError, UndecryptableError, UsageError
 from ._format import IV_LENGTHS, format_ciphertext, looks_encrypted, malformed_reason, parse_ciphertext
 from ._keys import Key, derive_key
 from ._secret import Secret
@@ -210,7 +210,12 @@ class Keyring:
             iv = os.urandom(self.iv_length)
         elif len(iv) not in IV_LENGTHS:
             raise ValueError("IV must be 12 or 16 bytes")
-        sealed = self._ciphers[0].encrypt(iv, plaintext.encode("utf-8"), None)
+        try:
+            data = plaintext.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates: Node would silently store U+FFFD instead; refuse rather than alter.
+            raise UsageError("refusing to encrypt: the value is not valid Unicode text (lone surrogate)") from None
+        sealed = self._ciphers[0].encrypt(iv, data, None)
         return format_ciphertext(iv, sealed[-16:], sealed[:-16])
 
     def key_for(self, index: int) -> Key:
