@@ -1,0 +1,108 @@
+"""`toolkit keys`: generate a key, count stored secrets per key (status), and — from
+`_rotate.py`, when present — rotate. Subcommands are imported only when run.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from ._context import get_context
+
+# name -> ("module:attribute" in this package, one-line help). Another module adds its
+# command here by existing: `rotate` lives in toolkit/cli/_rotate.py (rotation helper).
+SUBCOMMANDS = {
+    "generate": ("_keys:generate", "Print a new random key (64 hex characters)."),
+    "status": ("_keys:status", "Count stored secrets per key; say which old keys can be retired."),
+    "rotate": ("_rotate:rotate", "Re-encrypt every secret under the current key."),
+}
+
+
+class _KeysGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name in SUBCOMMANDS if self._available(name))
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        if name not in SUBCOMMANDS or not self._available(name):
+            return None
+        module_name, attribute = SUBCOMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(f".{module_name}", __package__), attribute)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    @staticmethod
+    def _available(name) -> bool:
+        module_name = SUBCOMMANDS[name][0].split(":")[0]
+        return importlib.util.find_spec(f"{__package__}.{module_name}") is not None
+
+
+@click.group(cls=_KeysGroup)
+def keys():
+    """Encryption keys: generate, status (values per key), rotate.
+
+    The keyring is ENCRYPTION_KEY (current) plus ENCRYPTION_KEY_PREVIOUS (comma-separated,
+    tried for decryption). Keys are named by label and fingerprint, never shown.
+    """
+
+
+@click.command()
+def generate():
+    """Print a new random 32-byte key as 64 hex characters (for ENCRYPTION_KEY)."""
+    import secrets
+
+    click.echo(secrets.token_hex(32))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(as_json):
+    """Count the stored secrets each key authenticates, and those none does.
+
+    Streams every installation's password fields (per the registry) in read-only keyset
+    pages. A previous key that authenticates 0 values can be removed from
+    ENCRYPTION_KEY_PREVIOUS.
+    """
+    from ..crypto.key_usage import key_usage
+
+    context = get_context()
+    keyring = context.keyring
+    keyring.current  # noqa: B018 — no key, nothing to count against: say so first
+    usage = key_usage(context.database, context.registry, keyring)
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(usage.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(render_status(usage))
+
+
+def render_status(usage) -> str:
+    rows = [(key.label, key.fingerprint, count) for key, count in zip(usage.keyring.keys, usage.per_key)]
+    rows += [
+        ("no key (undecryptable)", "", usage.undecryptable),
+        ("plaintext", "", usage.plaintext),
+        ("malformed", "", usage.malformed),
+    ]
+    width = max(len(label) for label, _, _ in rows)
+    lines = [f"{'key':<{width}}  {'fingerprint':<11}  {'values':>8}"]
+    lines += [f"{label:<{width}}  {fp:<11}  {count:>8}" for label, fp, count in rows]
+    lines.append(f"{'total':<{width}}  {'':<11}  {usage.values:>8}")
+    notes = [f"{usage.installations} installations scanned, {usage.empty} empty secret fields"]
+    if usage.unknown_app:
+        notes.append(f"{usage.unknown_app} installations of apps not in the registry were skipped")
+    lines += ["", "; ".join(notes) + "."]
+    for key, count in zip(usage.keyring.previous, usage.per_key[1:]):
+        if count:
+            lines.append(f"{key.label} ({key.fingerprint}) still authenticates {count} values: "
+                         "run `toolkit keys rotate` before retiring it.")
+        else:
+            lines.append(f"{key.label} ({key.fingerprint}) authenticates no value: it can be removed from ENCRYPTION_KEY_PREVIOUS.")
+    if usage.undecryptable:
+        lines.append(f"{usage.undecryptable} values decrypt under no key: find them with `toolkit audit` (secret.undecryptable).")
+    return "\n".join(lines)
