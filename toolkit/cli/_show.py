@@ -1,0 +1,77 @@
+import click
+
+from ._context import get_context
+
+
+@click.command()
+@click.argument("installation_id", type=int)
+@click.option("--reveal", is_flag=True, help="Decrypt and print the secret fields (each reveal is written to the access log).")
+@click.option("--field", "fields", multiple=True, metavar="KEY", help="With --reveal: only these fields (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def show(installation_id, reveal, fields, as_json):
+    """Show one installation: user, app, status, timestamps and config.
+
+    Password fields are masked (e.g. ••••••3f9a). --reveal decrypts them; every revealed
+    field is recorded in the access log (time, OS user, installation, field, key
+    fingerprint — never the value).
+
+    \b
+    Examples:
+      toolkit show 42
+      toolkit show 42 --reveal --field apiKey
+      toolkit show 42 --json | jq .config
+    """
+    from .. import inspection
+
+    context = get_context()
+    view = inspection.load_installation(context.database, context.registry, context.keyring, installation_id)
+    revealed = {}
+    if reveal:
+        wanted = set(fields) or {f.key for f in view.fields if f.is_secret}
+        for key in sorted(wanted):
+            revealed[key] = inspection.reveal(view, key, context.settings, via="cli")
+    if as_json:
+        import orjson
+
+        data = view.as_dict()
+        for key, plaintext in revealed.items():
+            data["config"][key]["value"] = plaintext
+            data["config"][key]["revealed"] = True
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(render_text(view, revealed))
+
+
+def render_text(view, revealed) -> str:
+    def when(value):
+        return value.isoformat(sep=" ", timespec="seconds") if value else "-"
+
+    name = f" ({view.user_name})" if view.user_name else ""
+    app = view.app_name if view.app_known else f"{view.app_id} (not in the registry)"
+    lines = [
+        f"installation {view.id}",
+        f"  user        {view.user_id} {view.user_email}{name}",
+        f"  app         {app} [{view.app_id}]",
+        f"  status      {view.status}",
+        f"  installed   {when(view.installed_at)}",
+        f"  updated     {when(view.updated_at)}",
+        "  config",
+    ]
+    if view.config_problem:
+        lines.append(f"    ! {view.config_problem}")
+    width = max((len(f.label) for f in view.fields), default=0)
+    for field in view.fields:
+        value = revealed.get(field.key, field.display)
+        notes = [field.type]
+        if field.key_label:
+            notes.append(f"key {field.key_label} {field.key_fingerprint}")
+        if field.state not in ("plain", "encrypted"):
+            notes.append(field.state)
+        if field.note:
+            notes.append(field.note)
+        if field.key in revealed:
+            notes.append("revealed")
+        lines.append(f"    {field.label:<{width}}  {value}  ({', '.join(notes)})")
+    if not view.fields and not view.config_problem:
+        lines.append("    (empty)")
+    return "\n".join(lines)
