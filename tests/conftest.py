@@ -225,3 +225,89 @@ def drizzle_kit(node_bin) -> Path:
             detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
             unavailable(f"`npm ci` in tests/node failed, so drizzle-kit is missing: {detail}")
     return binary
+
+
+# ---- the command line, as a user runs it ------------------------------------------------
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """run_cli(*args, env={...}, input=None) -> CompletedProcess of `python -m toolkit ARGS`.
+
+    Runs in a subprocess from an empty working directory (no stray .env files), with none of
+    the toolkit's variables inherited from the caller's environment and a private data dir.
+    """
+    import sys
+
+    from toolkit.settings import ALL_VARIABLES
+
+    def run(*args, env=None, input=None, cwd=None):
+        base = {k: v for k, v in os.environ.items() if k not in ALL_VARIABLES}
+        base.setdefault("TOOLKIT_DATA_DIR", str(tmp_path / "data"))
+        base.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "toolkit", *map(str, args)], capture_output=True, text=True,
+            env=base, input=input, cwd=cwd or tmp_path, timeout=120,
+        )
+
+    return run
+
+
+# ---- the embedded demo database ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """The demo database built once per session; tests get their own copy."""
+    from toolkit import demo
+    from toolkit.settings import Settings
+
+    directory = tmp_path_factory.mktemp("demo-template")
+    return demo.ensure_demo_database(Settings(data_dir=directory))
+
+
+@pytest.fixture
+def demo_settings(demo_template, tmp_path):
+    """Settings for a private copy of the demo database (writes stay in this test)."""
+    from toolkit.settings import Settings
+
+    shutil.copyfile(demo_template, tmp_path / demo_template.name)
+    return Settings(data_dir=tmp_path, access_log=tmp_path / "access.log")
+
+
+# ---- which services ran: marks from fixtures, and a line in the summary -----------------
+
+_SERVICE_FIXTURES = {
+    "postgres": ("empty_pg_url", "pg_url", "postgres_server"),
+    "pgbouncer": ("pgbouncer_url", "pgbouncer_server"),
+    "node": ("node_bin", "drizzle_kit"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test by the services its fixtures use (`-m postgres`, `-m "not node"`)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _SERVICE_FIXTURES.items():
+            if names.intersection(fixtures) and not item.get_closest_marker(marker):
+                item.add_marker(marker)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line per real service: how many of its tests passed, failed or were skipped.
+
+    CI's log then shows at a glance that the PostgreSQL, PgBouncer and drizzle tests ran.
+    """
+    counts = {marker: {} for marker in _SERVICE_FIXTURES}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            keywords = getattr(report, "keywords", {})
+            if report.when != "call" and outcome == "passed":
+                continue
+            for marker in counts:
+                if marker in keywords:
+                    counts[marker][outcome] = counts[marker].get(outcome, 0) + 1
+    if not any(counts.values()):
+        return
+    terminalreporter.section("real services")
+    for marker, tally in counts.items():
+        text = ", ".join(f"{n} {outcome}" for outcome, n in tally.items()) or "no tests selected"
+        terminalreporter.write_line(f"{marker:<10} {text}")
