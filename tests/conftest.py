@@ -2,6 +2,7 @@
 
     empty_pg_url     a fresh, empty PostgreSQL database per test (dropped afterwards)
     pg_url           the same with the app's schema applied from migrations/ (drizzle SQL)
+    new_pg_database  factory for more fresh databases in one test: new_pg_database(app_schema=False)
     pgbouncer_url    factory: pgbouncer_url(url) -> that database through PgBouncer in
                      transaction mode on 127.0.0.1:6543 (pool of 2 per database)
     node_bin         path of `node`
@@ -163,20 +164,36 @@ def apply_app_schema(dbname: str) -> None:
 
 
 @pytest.fixture
-def empty_pg_url(postgres_server):
+def new_pg_database(postgres_server):
+    """Factory: new_pg_database(app_schema=False) -> URL of another fresh database.
+
+    For tests that need several databases (e.g. one per tool, to compare them); each is
+    dropped when the test ends.
+    """
     if postgres_server:
         unavailable(postgres_server)
-    name = create_database()
-    try:
-        yield pg_url_for(name)
-    finally:
+    created = []
+
+    def make(app_schema: bool = False) -> str:
+        name = create_database()
+        created.append(name)
+        if app_schema:
+            apply_app_schema(name)
+        return pg_url_for(name)
+
+    yield make
+    for name in created:
         drop_database(name)
 
 
 @pytest.fixture
-def pg_url(empty_pg_url):
-    apply_app_schema(empty_pg_url.rsplit("/", 1)[1])
-    return empty_pg_url
+def empty_pg_url(new_pg_database):
+    return new_pg_database()
+
+
+@pytest.fixture
+def pg_url(new_pg_database):
+    return new_pg_database(app_schema=True)
 
 
 @pytest.fixture
@@ -276,7 +293,7 @@ def demo_settings(demo_template, tmp_path):
 # ---- which services ran: marks from fixtures, and a line in the summary -----------------
 
 _SERVICE_FIXTURES = {
-    "postgres": ("empty_pg_url", "pg_url", "postgres_server"),
+    "postgres": ("empty_pg_url", "pg_url", "new_pg_database", "postgres_server"),
     "pgbouncer": ("pgbouncer_url", "pgbouncer_server"),
     "node": ("node_bin", "drizzle_kit"),
 }
