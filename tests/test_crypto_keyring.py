@@ -231,3 +231,17 @@ def test_lone_surrogates_are_refused_not_altered():
 def test_key_requires_32_bytes():
     with pytest.raises(ValueError):
         Key(b"short")
+
+
+def test_inspect_throughput_figure(capsys):
+    """A figure, not an assertion (shared machine): the audit's per-value cost."""
+    import time
+
+    keyring = ring(CURRENT, OLD)
+    values = [keyring.encrypt(f"sk_live_{n:024d}") for n in range(20_000)]
+    start = time.perf_counter()
+    kinds = [keyring.inspect(v).kind for v in values]
+    elapsed = time.perf_counter() - start
+    assert set(kinds) == {"current"}
+    with capsys.disabled():
+        print(f"\n  keyring.inspect: {elapsed / len(values) * 1e6:.2f} µs per value (current key)")
