@@ -1,0 +1,87 @@
+"""The text report: a summary table per code and per app, then the findings grouped by code
+with their hint. Plain text (no colour codes), so it reads the same in a terminal, a CI log
+or an email; every database-supplied name goes through `clean` (no terminal escapes)."""
+
+from __future__ import annotations
+
+from .codes import CODES, SEVERITIES
+from .report import clean
+
+_PLURAL = {"error": "errors", "warning": "warnings", "info": "info"}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _table(headers, rows, align_right=()) -> list[str]:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
+              for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) if i in align_right else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _where(finding) -> str:
+    parts = []
+    if finding.installation_id is not None:
+        parts.append(f"installation {finding.installation_id}")
+    if finding.user_id is not None:
+        parts.append(f"user {finding.user_id}")
+    if finding.app_id is not None:
+        parts.append(clean(finding.app_id, 60))
+    if finding.field is not None:
+        parts.append(f"field {clean(finding.field, 60)}")
+    return ", ".join(parts)
+
+
+def _grouped(findings, lines: list[str], title: str) -> None:
+    by_code: dict[str, list] = {}
+    for finding in findings:
+        by_code.setdefault(finding.code, []).append(finding)
+    for code in sorted(by_code, key=lambda c: list(CODES).index(c) if c in CODES else len(CODES)):
+        group = by_code[code]
+        entry = CODES.get(code)
+        severity = entry.severity if entry else group[0].severity
+        lines += ["", f"{title}{code} ({severity}) — {_plural(len(group), 'finding')}"]
+        if entry:
+            lines.append(f"  hint: {entry.hint}")
+        for finding in group:
+            lines.append(f"  {_where(finding)}: {clean(finding.message, 400)}")
+
+
+def render_text(report) -> str:
+    summary = report.summary
+    severities = summary["by_severity"]
+    counted = ", ".join(f"{severities.get(s, 0):,} {_PLURAL[s]}" for s in SEVERITIES)
+    where = summary.get("database", "the database")
+    installations = summary.get("installations")
+    read = f"{_plural(installations, 'installation')}, " if installations is not None else ""
+    lines = [f"Audit of {where}: {read}{_plural(len(report.findings), 'finding')} ({counted})"]
+    if summary.get("filters"):
+        shown = "; ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in summary["filters"].items())
+        lines.append(f"Filters: {clean(shown, 400)}")
+
+    code_rows = [(code, CODES[code].severity if code in CODES else "?", f"{n:,}")
+                 for code, n in summary["by_code"].items()]
+    lines += ["", *_table(("code", "severity", "findings"), code_rows, align_right=(2,))]
+    if summary["by_app"]:
+        app_rows = [(clean(app, 40), *(f"{counts.get(s, 0):,}" for s in SEVERITIES))
+                    for app, counts in summary["by_app"].items()]
+        lines += ["", *_table(("app", *(_PLURAL[s] for s in SEVERITIES)), app_rows, align_right=(1, 2, 3))]
+
+    baseline = report.baseline
+    if baseline is None:
+        _grouped(report.findings, lines, "")
+    else:
+        source = f" {baseline.source}" if baseline.source else ""
+        lines += ["", f"Compared with the baseline{source}: {len(baseline.new):,} new, "
+                      f"{len(baseline.fixed):,} fixed, {baseline.unchanged:,} unchanged (not listed)."]
+        _grouped(baseline.new, lines, "NEW ")
+        _grouped(baseline.fixed, lines, "FIXED ")
+    if not report.findings and baseline is None:
+        lines += ["", "No findings."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,293 @@
+"""The checks: small pure functions, named for what they find.
+
+Each takes a config, a value or the status of a stored value and returns a problem (a message,
+or `(code, message)` where one function can find several kinds) or None. They never see a
+database and never put a value in a message: they name fields, kinds and lengths only.
+`plan.py` composes them into the per-installation routine the engine runs millions of times.
+
+Decisions this module owns (DESIGN.md §4.4 leaves them to us):
+
+- A NULL config and a JSON `null` both count as `{}`: the app reads both as `null ?? {}`.
+- A value is *blank* only when it is `""` (the registry's rule; "  " is a value). Blank means
+  "not set": an optional field may be blank, a required one is `field.missing` on a
+  `configured` installation, and a blank password value is not `secret.plaintext`.
+- JSON too deeply nested for the parser is not a crash: its top level is read by a shallow
+  scanner, so a deep value under one key is that key's `config.non-string`.
+- A password value that authenticates but whose plaintext is not UTF-8 is
+  `secret.undecryptable` with its own message: the app would decrypt it to garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import orjson
+
+# The kinds keyring.inspect() reports (toolkit.crypto.KINDS).
+CURRENT, PREVIOUS, UNDECRYPTABLE, PLAINTEXT, MALFORMED = (
+    "current", "previous", "undecryptable", "plaintext", "malformed")
+
+
+# ---- the config document ----------------------------------------------------------------
+
+class Unreadable:
+    """A JSON value the parser could not build (too deep, invalid): kept as its kind."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<{self.kind}>"
+
+
+def load_config(raw):
+    """The config column's JSON text (str or bytes, None for SQL NULL) -> a Python value.
+
+    Objects come back as dicts; anything else as the value itself or an `Unreadable`. Strings and arrays are not parsed at all: a huge
+    string config costs nothing but the bytes already read.
+    """
+    if raw is None:
+        return {}
+    head = raw[:1]
+    if head in (b"{", "{"):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = _shallow_object(_text(raw))
+        return value
+    stripped = raw.strip()
+    head = stripped[:1]
+    if head in (b"{", "{"):
+        return load_config(stripped)
+    if head in (b'"', '"'):
+        return Unreadable("a string")
+    if head in (b"[", "["):
+        return Unreadable("an array")
+    try:
+        value = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return Unreadable("not valid JSON")
+    return {} if value is None else value
+
+
+def _text(raw) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+_STRING_OR_BRACKET = re.compile(r'["\[\]{}]')
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_scan_string = json.decoder.scanstring
+_decode_scalar = json.JSONDecoder().raw_decode
+
+
+def _shallow_object(text: str):
+    """The top level of a JSON object without recursing: strings decoded, nested values kept
+    as an empty object/array (their kind is all a finding says). Used when orjson refuses the document (depth limit, huge numbers, lone
+    surrogates). Returns an `Unreadable` when the text is not a JSON object at all."""
+    try:
+        return _scan_object(text)
+    except (ValueError, IndexError, RecursionError):
+        return Unreadable("not valid JSON")
+
+
+def _scan_object(text: str) -> dict:
+    ws = _WHITESPACE.match
+    i = ws(text, 0).end()
+    if text[i] != "{":
+        raise ValueError("not an object")
+    result = {}
+    i = ws(text, i + 1).end()
+    if text[i] == "}":
+        return result
+    while True:
+        if text[i] != '"':
+            raise ValueError("expected a key")
+        key, i = _scan_string(text, i + 1)
+        i = ws(text, i).end()
+        if text[i] != ":":
+            raise ValueError("expected ':'")
+        i = ws(text, i + 1).end()
+        char = text[i]
+        if char == '"':
+            value, i = _scan_string(text, i + 1)
+        elif char in "[{":
+            # Kept as an empty container of the same kind: a non-string, named right.
+            value = {} if char == "{" else []
+            i = _skip_nested(text, i)
+        else:
+            value, i = _decode_scalar(text, i)
+        result[key] = value
+        i = ws(text, i).end()
+        if text[i] == ",":
+            i = ws(text, i + 1).end()
+            continue
+        if text[i] == "}":
+            return result
+        raise ValueError("expected ',' or '}'")
+
+
+def _skip_nested(text: str, start: int) -> int:
+    """Index just past the array/object starting at `start`, iteratively (any depth)."""
+    depth = 0
+    position = start
+    search = _STRING_OR_BRACKET.search
+    while True:
+        match = search(text, position)
+        if match is None:
+            raise ValueError("unterminated value")
+        char = match.group()
+        if char == '"':
+            _, position = _scan_string(text, match.end())
+            continue
+        depth += 1 if char in "[{" else -1
+        position = match.end()
+        if depth == 0:
+            return position
+
+
+def json_kind(value) -> str:
+    """How a message names a JSON value's type (never the value)."""
+    if isinstance(value, Unreadable):
+        return value.kind
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
+
+
+# ---- one installation -------------------------------------------------------------------
+
+def config_not_object(config) -> str | None:
+    """config.not-object: the config is JSON but not an object (NULL was already `{}`)."""
+    if isinstance(config, dict):
+        return None
+    if isinstance(config, Unreadable) and config.kind == "not valid JSON":
+        return "config is not valid JSON"
+    return f"config is {json_kind(config)}, not a JSON object"
+
+
+def config_problems(app, config: dict, status: str) -> list[tuple[str, str | None, str]]:
+    """config.non-string, field.unknown, field.missing, field.invalid: the registry's own
+    stored-config check (one pass, `check_value` for the type rules; password values are
+    ciphertexts there and judged by `secret_problems` instead). Required fields only count
+    on `configured` installations."""
+    return [(p.code, p.field, p.message) for p in app.validate(config, status=status)]
+
+
+def is_blank(value: str) -> bool:
+    """Not set. Only "" is empty, as in the registry's rules (`toolkit.registry`): "  " is a
+    value (and, in a password field, a plaintext one)."""
+    return value == ""
+
+
+def plaintext_problem(plaintext: bytes) -> str | None:
+    """A value that authenticates but is not UTF-8: the app would decrypt it to garbage."""
+    if plaintext.isascii():
+        return None
+    try:
+        plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        return "authenticates, but the decrypted bytes are not valid UTF-8 (the app would read garbage)"
+    return None
+
+
+def key_name(key_index: int) -> str:
+    return "ENCRYPTION_KEY" if key_index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{key_index}"
+
+
+def secret_problems(status, key_count: int) -> list[tuple[str, str]]:
+    """secret.*: what is wrong with a password field's stored value, from keyring.inspect()."""
+    kind = status.kind
+    if kind == CURRENT:
+        problem = plaintext_problem(status.plaintext)
+        return [("secret.undecryptable", problem)] if problem else []
+    if kind == PREVIOUS:
+        found = [("secret.stale-key", f"decrypts only with the previous key {key_name(status.key_index)}")]
+        problem = plaintext_problem(status.plaintext)
+        return found + ([("secret.undecryptable", problem)] if problem else [])
+    if kind == PLAINTEXT:
+        return [("secret.plaintext", "stored in plaintext, not as iv:authTag:ciphertext")]
+    if kind == MALFORMED:
+        return [("secret.malformed", f"malformed ciphertext: {status.reason or 'unknown reason'}")]
+    if kind == UNDECRYPTABLE:
+        keys = f"{key_count} key{'s' if key_count != 1 else ''}"
+        return [("secret.undecryptable",
+                 f"no key of the keyring ({keys}) authenticates it: written with another key, or tampered")]
+    raise ValueError(f"unknown value status {kind!r}")
+
+
+def unexpected_ciphertext(status) -> str | None:
+    """field.unexpected-ciphertext: a non-password value that decrypts under the keyring."""
+    if status.key_index is None:
+        return None
+    return f"a non-password field holds a ciphertext that decrypts with {key_name(status.key_index)}"
+
+
+def not_configured(status: str, required_keys, config: dict, bad_fields) -> str | None:
+    """status.not-configured: `installed`, yet every required field is present and valid.
+
+    `bad_fields`: fields with any finding on this installation. An app without required
+    fields is only reported when at least one of its fields is set and nothing is wrong
+    with it — otherwise every fresh installation of such an app would be reported.
+    """
+    if status != "installed":
+        return None
+    if required_keys:
+        for key in required_keys:
+            value = config.get(key)
+            if value is None or value.__class__ is not str or is_blank(value) or key in bad_fields:
+                return None
+        return "status is installed, but every required field is set and valid"
+    if bad_fields or not any(v.__class__ is str and not is_blank(v) for v in config.values()):
+        return None
+    return "status is installed, but the app has no required fields and its settings are set and valid"
+
+
+def timestamps_problem(detail: str) -> str | None:
+    """installation.timestamps: the SQL marks the row (updated_at < installed_at) with both times."""
+    if not detail:
+        return None
+    return f"updated_at is earlier than installed_at ({detail})"
+
+
+# ---- across rows --------------------------------------------------------------------------
+
+def email_case_duplicates(rows) -> list[tuple[int, str]]:
+    """user.email-case-duplicate: (user_id, message) per user whose lower-cased email is shared.
+
+    `rows` are (user_id, lower(email)) for the duplicated addresses only (the SQL groups);
+    the message names the other users, never the address."""
+    groups: dict[str, list[int]] = {}
+    for user_id, lowered in rows:
+        groups.setdefault(lowered, []).append(user_id)
+    found = []
+    for ids in groups.values():
+        if len(ids) < 2:
+            continue
+        for user_id in ids:
+            others = [str(other) for other in ids if other != user_id]
+            found.append((user_id, f"email equals, ignoring case, that of user {', '.join(others)}"
+                          if len(others) == 1 else
+                          f"email equals, ignoring case, those of users {', '.join(others)}"))
+    return found
+
+
+def safe_name(key: str) -> str:
+    """A config key as findings show it: any string from the database, made encodable."""
+    if key.__class__ is not str:
+        key = str(key)
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        key = key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return key

@@ -1,0 +1,274 @@
+"""The streaming engine: rows flow from the database through the checks into a Report.
+
+PostgreSQL: `COPY (SELECT …) TO STDOUT` in read-only transactions (`BEGIN READ ONLY` … `COMMIT`:
+transaction-scoped, so safe through PgBouncer/Supavisor in transaction mode — no session SET,
+no WITH HOLD cursor, no temp table). psycopg2 hands each COPY row to a `write()`, which audits
+it on the spot: nothing holds the table, memory stays flat. With `jobs > 1` the id range is cut
+into a few chunks per job and forked worker processes each COPY their chunks over their own
+connection (parsing and decrypting in Python is the bottleneck, so two cores nearly halve the
+time; more chunks than jobs keep the workers evenly loaded). Each chunk is its own snapshot:
+rows written during the audit may be seen before or after the write.
+
+SQLite (the demo database): the same SELECT in one process through Peewee.
+
+Findings travel from workers as tuples and IV traces as bytes; the parent builds `Finding`s,
+finds nonce reuse across all of them, and returns a `Report`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+
+from ..db import describe, is_postgres, read_only, translate_errors
+from ..errors import DatabaseError
+from .checks import email_case_duplicates
+from .codes import ALL_CODES
+from .finding import Finding
+from .nonces import IVLog, nonce_reuse_findings
+from .plan import Auditor
+from .report import Report, generated_at
+from .sql import Filters, bounds_query, email_duplicates_query, installation_query
+
+DEFAULT_JOBS = 2
+CHUNKS_PER_JOB = 4
+# Below this many rows forking costs more than it saves.
+PARALLEL_THRESHOLD = 20_000
+TICK = 8192  # rows between progress reports
+
+
+def run_audit(database, registry, keyring, filters: Filters | None = None, *, jobs: int | None = None,
+              progress=None) -> Report:
+    """Audit the database. `progress(done, total)` is called now and then (total may be None).
+
+    Raises ConfigError when a selected check needs ENCRYPTION_KEY and it is unset,
+    DatabaseError when the database fails. Never raises for bad data: that is a finding.
+    """
+    filters = filters or Filters()
+    started = time.perf_counter()
+    auditor = Auditor(registry, keyring, filters.codes)
+    if auditor.decrypts or auditor.scans_plain:
+        keyring.current  # noqa: B018 — ConfigError naming ENCRYPTION_KEY, before any row is read
+    database = getattr(database, "obj", database)  # a DatabaseProxy
+    postgres = is_postgres(database)
+    mark = "%s" if postgres else "?"
+
+    users = _email_duplicates(database, filters, mark)
+    query = installation_query(filters, tuple(registry.apps), mark=mark)
+    if postgres:
+        rows, raw, ivs, used_jobs = _audit_postgres(database, auditor, query, jobs, progress)
+    else:
+        rows, raw, ivs, used_jobs = _audit_sqlite(database, auditor, query, progress), auditor.findings, auditor.ivs, 1
+
+    findings = [Finding.of("user.email-case-duplicate", None, user_id, None, None, message)
+                for user_id, message in users]
+    findings += [
+        Finding.of(code, int(installation_id), int(user_id), app_id, field, message)
+        for code, installation_id, user_id, app_id, field, message in raw
+    ]
+    if "secret.nonce-reuse" in filters.codes:
+        findings += [Finding.of(*found) for found in nonce_reuse_findings(ivs, auditor.slots)]
+    wanted = filters.codes
+    findings = sorted((f for f in findings if f.code in wanted), key=lambda f: f.sort_key)
+    return Report(findings, {
+        "database": describe(database),
+        "installations": rows,
+        "secrets_decrypted": len(ivs),
+        "codes": [c for c in ALL_CODES if c in wanted],
+        "filters": filters.describe(),
+        "jobs": used_jobs,
+        "duration_s": round(time.perf_counter() - started, 3),
+        "generated_at": generated_at(),
+    })
+
+
+# ---- users ------------------------------------------------------------------------------
+
+def _email_duplicates(database, filters: Filters, mark: str) -> list[tuple[int, str]]:
+    """user.email-case-duplicate, grouped in SQL. Skipped when --app/--status/--since narrow the
+    audit to some installations, unless the code was asked for explicitly."""
+    if "user.email-case-duplicate" not in filters.codes:
+        return []
+    explicit = set(filters.codes) != set(ALL_CODES)
+    if filters.narrows_installations and not explicit:
+        return []
+    query = email_duplicates_query(filters, mark=mark)
+    with translate_errors(database), read_only(database):
+        rows = database.execute_sql(query.sql, query.params).fetchall()
+    found = email_case_duplicates(rows)
+    if filters.users:
+        from .sql import _user_ids
+
+        ids, emails = _user_ids(filters.users)
+        wanted_emails = {e.lower() for e in emails}
+        lowered = dict(rows)
+        found = [(u, m) for u, m in found if u in ids or lowered.get(u) in wanted_emails]
+    return found
+
+
+# ---- SQLite -----------------------------------------------------------------------------
+
+def _audit_sqlite(database, auditor: Auditor, query, progress) -> int:
+    with translate_errors(database), read_only(database):
+        total = database.execute_sql(bounds_query(query).sql, query.params).fetchone()[0]
+        _report(progress, 0, total)
+        cursor = database.execute_sql(query.sql, query.params)
+        audit = auditor.audit
+        while True:
+            batch = cursor.fetchmany(1000)
+            if not batch:
+                break
+            for row in batch:
+                audit(*row)
+            _report(progress, auditor.rows, total)
+    return auditor.rows
+
+
+# ---- PostgreSQL -------------------------------------------------------------------------
+
+def _audit_postgres(database, auditor: Auditor, query, jobs, progress):
+    with translate_errors(database), read_only(database):
+        total, low, high = database.execute_sql(bounds_query(query).sql, query.params).fetchone()
+    _report(progress, 0, total)
+    if not total:
+        return 0, [], IVLog(), 1
+    jobs = DEFAULT_JOBS if jobs is None else max(1, int(jobs))
+    url = getattr(database, "url", None)
+    if jobs == 1 or total < PARALLEL_THRESHOLD or url is None or not _can_fork():
+        _copy_with_peewee(database, auditor, query, progress, total)
+        return auditor.rows, auditor.findings, auditor.ivs, 1
+    chunks = _id_ranges(low, high + 1, jobs * CHUNKS_PER_JOB)
+    queries = [query.with_id_range(a, b) for a, b in chunks]
+    return (*_run_workers(url.dsn(), auditor, queries, jobs, progress, total), jobs)
+
+
+def _id_ranges(low: int, end: int, parts: int) -> list[tuple[int, int]]:
+    """Cut [low, end) into `parts` contiguous ranges of (nearly) equal width."""
+    parts = max(1, min(parts, end - low))
+    step, extra = divmod(end - low, parts)
+    ranges, start = [], low
+    for n in range(parts):
+        stop = start + step + (1 if n < extra else 0)
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+def _can_fork() -> bool:
+    return sys.platform != "win32" and "fork" in multiprocessing.get_all_start_methods()
+
+
+def copy_sql(cursor, query) -> bytes:
+    """The COPY statement for `query`, parameters quoted by psycopg2 (COPY takes no binds)."""
+    return b"COPY (" + cursor.mogrify(query.sql, query.params) + b") TO STDOUT"
+
+
+class _RowSink:
+    """The file psycopg2's copy_expert writes to: one COPY row per write() (libpq hands rows
+    out one by one), buffered anyway in case a driver ever splits or joins them."""
+
+    __slots__ = ("audit_line", "pending", "auditor", "tick")
+
+    def __init__(self, auditor: Auditor, tick):
+        self.auditor = auditor
+        self.audit_line = auditor.audit_line
+        self.pending = b""
+        self.tick = tick  # called every TICK rows with the number of rows
+
+    def write(self, data):
+        if not self.pending and data[-1:] == b"\n" and data.count(b"\n") == 1:
+            self.audit_line(data)
+        else:
+            data = self.pending + bytes(data)
+            *lines, self.pending = data.split(b"\n")
+            for line in lines:
+                self.audit_line(line + b"\n")
+        if self.auditor.rows % TICK == 0:
+            self.tick(TICK)
+
+
+def _copy_with_peewee(database, auditor, query, progress, total) -> None:
+    """One process, the caller's own connection (Peewee's, per thread)."""
+    def tick(_):
+        _report(progress, auditor.rows, total)
+
+    with translate_errors(database), read_only(database):
+        cursor = database.cursor()
+        cursor.copy_expert(copy_sql(cursor, query), _RowSink(auditor, tick))
+    _report(progress, auditor.rows, total)
+
+
+# Set in the parent just before forking; each worker inherits the compiled auditor.
+_WORKER: dict = {}
+
+
+def _run_workers(dsn, auditor, queries, jobs, progress, total):
+    context = multiprocessing.get_context("fork")
+    counter = context.Value("q", 0)
+    _WORKER.update(auditor=auditor, dsn=dsn, counter=counter)
+    findings, ivs, rows = [], IVLog(), 0
+    try:
+        with context.Pool(jobs) as pool:
+            results = pool.imap_unordered(_worker_chunk, queries)
+            while True:
+                try:
+                    result = results.next(timeout=0.2)
+                except multiprocessing.TimeoutError:
+                    _report(progress, counter.value, total)
+                    continue
+                except StopIteration:
+                    break
+                if result[0] == "error":
+                    raise DatabaseError(result[1], hint="while streaming installations with COPY")
+                _, chunk_findings, chunk_ivs, chunk_rows = result
+                findings += chunk_findings
+                ivs.extend(chunk_ivs)
+                rows += chunk_rows
+                _report(progress, counter.value, total)
+    finally:
+        _WORKER.clear()
+    _report(progress, rows, total)
+    return rows, findings, ivs
+
+
+_connection = None  # a worker's own connection, reused across its chunks
+
+
+def _worker_chunk(query):
+    """In a worker process: COPY one id range through the inherited auditor."""
+    import psycopg2
+
+    global _connection
+    auditor, counter = _WORKER["auditor"], _WORKER["counter"]
+    auditor.findings, auditor.ivs, auditor.rows = [], IVLog(), 0
+
+    def tick(rows):
+        with counter.get_lock():
+            counter.value += rows
+
+    try:
+        if _connection is None or _connection.closed:
+            _connection = psycopg2.connect(_WORKER["dsn"])
+            _connection.autocommit = True  # we send BEGIN READ ONLY / COMMIT ourselves
+        with _connection.cursor() as cursor:
+            cursor.execute("BEGIN READ ONLY")
+            try:
+                cursor.copy_expert(copy_sql(cursor, query), _RowSink(auditor, tick))
+            finally:
+                cursor.execute("ROLLBACK" if _connection.closed == 0 and _failed(_connection) else "COMMIT")
+    except psycopg2.Error as exc:
+        return ("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    tick(auditor.rows % TICK)
+    return ("ok", auditor.findings, auditor.ivs.state(), auditor.rows)
+
+
+def _failed(connection) -> bool:
+    import psycopg2.extensions as ext
+
+    return connection.info.transaction_status == ext.TRANSACTION_STATUS_INERROR
+
+
+def _report(progress, done, total) -> None:
+    if progress is not None:
+        progress(done, total)

@@ -1,0 +1,121 @@
+"""secret.nonce-reuse: the same IV in two or more ciphertexts under one key.
+
+Every decrypted value leaves a compact trace — its IV (16 bytes; a 12-byte IV is padded and
+flagged, so 12- and 16-byte IVs never compare equal), the key that opened it and where it
+lives — 28 bytes per value in three flat buffers, so millions of values fit in tens of MB
+and worker processes can hand theirs to the parent as plain bytes. The parent merges them,
+sorts (numpy when available) and reports each value whose exact IV and key occur more than
+once. With filters, only the values read are compared (documented in the README).
+"""
+
+from __future__ import annotations
+
+from array import array
+
+_SHORT_IV = 1 << 23  # meta flag: the IV was 12 bytes
+_SLOT_MASK = _SHORT_IV - 1
+_PAD = b"\0\0\0\0"
+MAX_SHOWN = 5  # other locations a message names
+
+
+class IVLog:
+    """The IV traces of one process. `slot` numbers an (app_id, field) pair (see plan.py)."""
+
+    __slots__ = ("ivs", "meta", "rows")
+
+    def __init__(self, ivs=b"", meta=b"", rows=b""):
+        self.ivs = bytearray(ivs)
+        self.meta = array("L")  # key_index << 24 | short-IV flag | slot
+        self.meta.frombytes(meta)
+        self.rows = array("q")  # installation_id << 32 | user_id
+        self.rows.frombytes(rows)
+
+    def add(self, iv: bytes, key_index: int, slot: int, installation_id: int, user_id: int) -> None:
+        if len(iv) == 12:
+            self.ivs += iv + _PAD
+            slot |= _SHORT_IV
+        else:
+            self.ivs += iv
+        self.meta.append(key_index << 24 | slot)
+        self.rows.append(installation_id << 32 | user_id)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def state(self) -> tuple[bytes, bytes, bytes]:
+        """Plain bytes, cheap to pickle to the parent process."""
+        return bytes(self.ivs), self.meta.tobytes(), self.rows.tobytes()
+
+    def extend(self, state) -> None:
+        ivs, meta, rows = state
+        self.ivs += ivs
+        self.meta.frombytes(meta)
+        self.rows.frombytes(rows)
+
+    def reused(self) -> list[list[int]]:
+        """Groups (lists of positions) of values sharing one exact IV under one key."""
+        if len(self) < 2:
+            return []
+        try:
+            import numpy
+        except ImportError:  # numpy is optional for the core: a dict does for small databases
+            return self._reused_pure()
+        return self._reused_numpy(numpy)
+
+    def _reused_numpy(self, np) -> list[list[int]]:
+        words = np.frombuffer(self.ivs, dtype=">u8").reshape(-1, 2)
+        meta = np.frombuffer(self.meta, dtype=np.uint32)
+        kind = meta >> 23  # key index and the short-IV flag: part of the identity, not the slot
+        order = np.lexsort((words[:, 1], words[:, 0], kind))
+        high, low, kind = words[order, 0], words[order, 1], kind[order]
+        same = (high[1:] == high[:-1]) & (low[1:] == low[:-1]) & (kind[1:] == kind[:-1])
+        if not same.any():
+            return []
+        groups: list[list[int]] = []
+        previous = -2
+        for position in np.flatnonzero(same).tolist():
+            if position == previous + 1:  # the run of equal neighbours goes on
+                groups[-1].append(int(order[position + 1]))
+            else:
+                groups.append([int(order[position]), int(order[position + 1])])
+            previous = position
+        return groups
+
+    def _reused_pure(self) -> list[list[int]]:
+        seen: dict[bytes, list[int]] = {}
+        ivs, meta = self.ivs, self.meta
+        for position in range(len(meta)):
+            identity = bytes(ivs[position * 16:position * 16 + 16]) + (meta[position] >> 23).to_bytes(2, "big")
+            seen.setdefault(identity, []).append(position)
+        return [group for group in seen.values() if len(group) > 1]
+
+    def location(self, position: int) -> tuple[int, int, int, int]:
+        """(installation_id, user_id, slot, key_index) of one traced value."""
+        row, meta = self.rows[position], self.meta[position]
+        return row >> 32, row & 0xFFFFFFFF, meta & _SLOT_MASK, meta >> 24
+
+
+def nonce_reuse_findings(log: IVLog, slots) -> list[tuple]:
+    """One (code, installation_id, user_id, app_id, field, message) per value whose IV is reused.
+
+    `slots[slot]` is the (app_id, field) pair a trace's slot numbers."""
+    from .checks import key_name
+
+    found = []
+    for group in log.reused():
+        places = [log.location(position) for position in group]
+        for installation_id, user_id, slot, key_index in places:
+            app_id, field = slots[slot]
+            others = [
+                f"installation {other_id} {slots[other_slot][1]}"
+                for other_id, _, other_slot, _ in places
+                if (other_id, other_slot) != (installation_id, slot)
+            ]
+            shown = ", ".join(others[:MAX_SHOWN]) + (f" and {len(others) - MAX_SHOWN} more" if len(others) > MAX_SHOWN else "")
+            count = len(places) - 1
+            found.append((
+                "secret.nonce-reuse", installation_id, user_id, app_id, field,
+                f"its IV is used by {count} other ciphertext{'s' if count != 1 else ''} under "
+                f"{key_name(key_index)} ({shown})",
+            ))
+    return found

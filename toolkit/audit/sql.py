@@ -1,0 +1,181 @@
+"""The audit's SQL: filters become WHERE clauses, so a narrowed audit reads less.
+
+Every query here is a plain SELECT run inside a read-only transaction — no session state, so
+all of it is safe through the transaction pooler. PostgreSQL streams the installations with
+`COPY (SELECT …) TO STDOUT`; SQLite runs the same SELECT. Parameters are bound by the driver
+(`%s` for psycopg2, `?` for sqlite3); COPY takes no bind parameters, so the engine has
+psycopg2 interpolate them (`cursor.mogrify`), which quotes them safely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from .codes import ALL_CODES, CODES, CONFIG, TIMESTAMPS
+
+INSTALLATION_CODES = tuple(c for c in ALL_CODES if c != "user.email-case-duplicate")
+
+
+@dataclasses.dataclass(frozen=True)
+class Filters:
+    """What to audit. Empty means everything. `users` holds ids (int) and emails (str)."""
+
+    apps: tuple[str, ...] = ()
+    users: tuple = ()
+    statuses: tuple[str, ...] = ()
+    codes: frozenset = frozenset(ALL_CODES)
+    since: dt.datetime | dt.date | None = None
+
+    @property
+    def narrows_installations(self) -> bool:
+        return bool(self.apps or self.statuses or self.since is not None)
+
+    def describe(self) -> dict:
+        """For the report's summary: what was asked (JSON-able)."""
+        shown = {}
+        if self.apps:
+            shown["apps"] = list(self.apps)
+        if self.users:
+            shown["users"] = [str(u) for u in self.users]
+        if self.statuses:
+            shown["statuses"] = list(self.statuses)
+        if self.since is not None:
+            shown["since"] = self.since.isoformat()
+        if set(self.codes) != set(ALL_CODES):
+            shown["codes"] = sorted(self.codes)
+        return shown
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    sql: str
+    params: tuple
+
+    def with_id_range(self, low: int, high: int, mark: str = "%s") -> "Query":
+        """The same rows with `low <= id < high` (a worker's share)."""
+        glue = " AND " if " WHERE " in self.sql else " WHERE "
+        return Query(f"{self.sql}{glue}id >= {mark} AND id < {mark}", self.params + (low, high))
+
+
+def _user_ids(users) -> tuple[list[int], list[str]]:
+    ids = [int(u) for u in users if isinstance(u, int) or (isinstance(u, str) and u.isdigit())]
+    emails = [u for u in users if isinstance(u, str) and not u.isdigit()]
+    return ids, emails
+
+
+def _in(column: str, values, mark: str) -> tuple[str, list]:
+    return f"{column} IN ({', '.join([mark] * len(values))})", list(values)
+
+
+def _user_condition(users, mark: str) -> tuple[str, list]:
+    """`user_id` among the given ids or the users whose email equals one given, ignoring case."""
+    ids, emails = _user_ids(users)
+    parts, params = [], []
+    if ids:
+        clause, values = _in("user_id", ids, mark)
+        parts.append(clause)
+        params += values
+    if emails:
+        marks = ", ".join([f"lower({mark})"] * len(emails))
+        parts.append(f"user_id IN (SELECT id FROM users WHERE lower(email) IN ({marks}))")
+        params += emails
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def _code_condition(codes, known_apps, mark: str) -> tuple[str | None, list]:
+    """Rows that can hold one of `codes` at all — only when every code narrows.
+
+    app.unknown needs only unknown app ids, installation.timestamps only rows with
+    updated_at < installed_at, field.missing only configured rows, status.not-configured
+    only installed ones. Any other code needs every row."""
+    parts, params = [], []
+    for code in codes:
+        if code == "user.email-case-duplicate":
+            continue
+        if code == "app.unknown":
+            if not known_apps:
+                return None, []
+            clause, values = _in("app_id", sorted(known_apps), mark)
+            parts.append(f"app_id NOT {clause[len('app_id '):]}")
+            params += values
+        elif code == "installation.timestamps":
+            parts.append("updated_at < installed_at")
+        elif code == "field.missing":
+            parts.append("status = 'configured'")
+        elif code == "status.not-configured":
+            parts.append("status = 'installed'")
+        else:
+            return None, []
+    if not parts:
+        return None, []
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def installation_query(filters: Filters, known_apps=(), *, mark: str = "%s") -> Query:
+    """SELECT id, user_id, app_id, status, timestamps, config — only what the codes read.
+
+    `timestamps` is '' unless updated_at < installed_at (then both times, for the message);
+    computing it in SQL avoids parsing two timestamps per row in Python. `config` is the
+    jsonb as text, or '{}' when no selected code reads it."""
+    codes = [c for c in filters.codes if c in INSTALLATION_CODES]
+    reads = set().union(*(CODES[c].reads for c in codes)) if codes else set()
+    if TIMESTAMPS in reads:
+        timestamps = ("CASE WHEN updated_at < installed_at THEN 'installed_at ' || installed_at"
+                      " || ', updated_at ' || updated_at ELSE '' END")
+    else:
+        timestamps = "''"
+    config = "config" if CONFIG in reads else "'{}'"
+    conditions, params = [], []
+    if filters.apps:
+        clause, values = _in("app_id", filters.apps, mark)
+        conditions.append(clause)
+        params += values
+    if filters.users:
+        clause, values = _user_condition(filters.users, mark)
+        conditions.append(clause)
+        params += values
+    if filters.statuses:
+        clause, values = _in("status", filters.statuses, mark)
+        conditions.append(clause)
+        params += values
+    if filters.since is not None:
+        conditions.append(f"updated_at >= {mark}")
+        params.append(filters.since)
+    clause, values = _code_condition(codes, known_apps, mark)
+    if clause:
+        conditions.append(clause)
+        params += values
+    sql = f"SELECT id, user_id, app_id, status, {timestamps}, {config} FROM app_installations"
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
+    return Query(sql, tuple(params))
+
+
+def bounds_query(query: Query) -> Query:
+    """count, min(id), max(id) of the rows `query` selects (progress total, worker ranges)."""
+    start = query.sql.index(" FROM app_installations")
+    return Query("SELECT count(*), min(id), max(id)" + query.sql[start:], query.params)
+
+
+def email_duplicates_query(filters: Filters, *, mark: str = "%s") -> Query:
+    """(user_id, lower(email)) of every user whose lower-cased email another user shares —
+    the grouping in SQL (GROUP BY lower(email)). With --user, only the groups of those users
+    (their partners are read too, so the message can name them)."""
+    group = "SELECT lower(email) FROM users GROUP BY lower(email) HAVING count(*) > 1"
+    params: list = []
+    if filters.users:
+        ids, emails = _user_ids(filters.users)
+        wanted, values = [], []
+        if ids:
+            clause, ids_values = _in("id", ids, mark)
+            wanted.append(clause)
+            values += ids_values
+        if emails:
+            wanted.append(f"lower(email) IN ({', '.join([f'lower({mark})'] * len(emails))})")
+            values += emails
+        group += f") AND lower(email) IN (SELECT lower(email) FROM users WHERE {' OR '.join(wanted)}"
+        params += values
+    sql = (f"SELECT id, lower(email) FROM users WHERE lower(email) IN ({group}) "
+           "ORDER BY lower(email), id")
+    return Query(sql, tuple(params))
