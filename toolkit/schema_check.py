@@ -254,8 +254,15 @@ def _compare_index(expected: Index, live: Index) -> list[Difference]:
     if live.method != expected.method:
         found.append(Difference(DRIFT, "index.method", name, f"index {name}: uses {live.method}, expected {expected.method}"))
     if live.predicate != expected.predicate:
-        found.append(Difference(DRIFT, "index.predicate", name, f"index {name}: is partial (WHERE {live.predicate}), expected a full index" if live.predicate else f"index {name}: is a full index, expected WHERE {expected.predicate}"))
+        found.append(Difference(DRIFT, "index.predicate", name, f"index {name}: is partial (WHERE {_unwrap(live.predicate)}), expected a full index" if live.predicate else f"index {name}: is a full index, expected WHERE {expected.predicate}"))
     return found
+
+
+def _unwrap(expression: str) -> str:
+    # pg_get_expr wraps a predicate in parentheses; inside ours they only add noise.
+    if expression.startswith("(") and expression.endswith(")"):
+        return expression[1:-1]
+    return expression
 
 
 def _compare_fk(expected: ForeignKey, live: ForeignKey) -> list[Difference]:
