@@ -93,16 +93,22 @@ def render_status(usage) -> str:
     lines = [f"{'key':<{width}}  {'fingerprint':<11}  {'values':>8}"]
     lines += [f"{label:<{width}}  {fp:<11}  {count:>8}" for label, fp, count in rows]
     lines.append(f"{'total':<{width}}  {'':<11}  {usage.values:>8}")
-    notes = [f"{usage.installations} installations scanned, {usage.empty} empty secret fields"]
+    notes = [f"{plural(usage.installations, 'installation')} scanned, {plural(usage.empty, 'empty secret field')}"]
     if usage.unknown_app:
-        notes.append(f"{usage.unknown_app} installations of apps not in the registry were skipped")
+        notes.append(f"{plural(usage.unknown_app, 'installation')} of apps not in the registry skipped")
     lines += ["", "; ".join(notes) + "."]
     for key, count in zip(usage.keyring.previous, usage.per_key[1:]):
         if count:
-            lines.append(f"{key.label} ({key.fingerprint}) still authenticates {count} values: "
+            lines.append(f"{key.label} ({key.fingerprint}) still authenticates {plural(count, 'value')}: "
                          "run `toolkit keys rotate` before retiring it.")
         else:
             lines.append(f"{key.label} ({key.fingerprint}) authenticates no value: it can be removed from ENCRYPTION_KEY_PREVIOUS.")
     if usage.undecryptable:
-        lines.append(f"{usage.undecryptable} values decrypt under no key: find them with `toolkit audit` (secret.undecryptable).")
+        verb = "decrypts" if usage.undecryptable == 1 else "decrypt"
+        lines.append(f"{plural(usage.undecryptable, 'value')} {verb} under no key: "
+                     "find them with `toolkit audit` (secret.undecryptable).")
     return "\n".join(lines)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
