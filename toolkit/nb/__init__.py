@@ -1,0 +1,84 @@
+"""Notebook helpers: audits, lookups and configs that display richly in Jupyter.
+
+    from toolkit import nb
+    tk = nb.connect()                 # environment / .env, or the demo database; nb.connect(fresh=True)
+    nb.overview()                     # installations per status and app      (.plot())
+    result = nb.audit()               # AuditResult: counts, findings          (.where(app=..., code=...),
+                                      #   .codes(), .apps(), .to_pandas(), .plot())
+    nb.installations(app="stripe")    # Table of installations (keyset page)   (.to_pandas())
+    nb.users(email="example.org")     # Table of users (never their password)
+    cfg = nb.config(42)               # masked config;  cfg.reveal("apiKey") -> str, logged (via="notebook")
+    nb.key_status()                   # stored secrets per key
+    nb.rotation_dry_run()             # what `toolkit keys rotate` would change (changes nothing)
+    tk.configs                        # the config service, for writes
+
+Every result has `_repr_html_` (escaped tables with counts and severities), a plain-text
+`repr`, and `.to_pandas()` — pandas is an optional extra (`installation-toolkit[pandas]`),
+matplotlib too (`installation-toolkit[plot]`); without them everything else works. Secrets are
+masked in every rendering; only `.reveal()` returns one, after writing the access log.
+Nothing here imports the terminal UI (toolkit.tui, textual).
+"""
+
+from ._audit import AuditResult
+from ._config import ConfigResult
+from ._keys import KeyStatus
+from ._pandas import PANDAS_HINT
+from ._plots import PLOT_HINT
+from ._rotation import RotationPlan
+from ._session import Overview, Session, connect, current
+from ._table import Table
+
+__all__ = [
+    "PANDAS_HINT",
+    "PLOT_HINT",
+    "AuditResult",
+    "ConfigResult",
+    "KeyStatus",
+    "Overview",
+    "RotationPlan",
+    "Session",
+    "Table",
+    "audit",
+    "config",
+    "connect",
+    "current",
+    "installations",
+    "key_status",
+    "overview",
+    "rotation_dry_run",
+    "users",
+]
+
+
+def overview() -> Overview:
+    return current().overview()
+
+
+def audit(**filters) -> AuditResult:
+    return current().audit(**filters)
+
+
+def installations(**filters) -> Table:
+    return current().installations(**filters)
+
+
+def users(**filters) -> Table:
+    return current().users(**filters)
+
+
+def config(installation_id: int) -> ConfigResult:
+    return current().config(installation_id)
+
+
+def key_status() -> KeyStatus:
+    return current().key_status()
+
+
+def rotation_dry_run(**options) -> RotationPlan:
+    return current().rotation_dry_run(**options)
+
+
+# The docstrings of the session methods serve the module-level helpers too.
+for _name in ("overview", "audit", "installations", "users", "config", "key_status", "rotation_dry_run"):
+    globals()[_name].__doc__ = getattr(Session, _name).__doc__
+del _name

@@ -1,0 +1,155 @@
+"""`AuditResult`: an audit report as a notebook shows it — counts first, then the findings.
+
+Wraps the audit's `Report` (toolkit.audit) and adds what an analyst does next: drill down
+with `.where(app=..., code=...)`, tables per code and per app, a DataFrame, a plot. Every
+rendering is deterministic (no timings, no paths) so notebooks can be compared by nbval.
+Findings never hold a secret's value (DESIGN.md §4.4), and every cell is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+from ..audit import CODES, SEVERITIES, Report, select_codes
+from . import _html
+from ._pandas import require_pandas
+from ._table import Table
+from ._text import text_table
+
+FINDING_COLUMNS = ("severity", "code", "installation_id", "user_id", "app_id", "field", "message")
+SHOWN_FINDINGS = 20
+
+
+class AuditResult:
+    def __init__(self, findings, summary: dict | None = None, *, title: str = "Audit"):
+        self.findings = tuple(findings)
+        summary = dict(summary or {})
+        self.title = title
+        # What was audited (from the engine's summary); timings and paths are left out on purpose.
+        self.installations_read = summary.get("installations")
+        self.checked_codes = tuple(summary.get("codes") or CODES)
+        self._report = Report(self.findings, {"codes": list(self.checked_codes)})
+
+    # --- a sequence of findings --------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def __iter__(self):
+        return iter(self.findings)
+
+    def __getitem__(self, index):
+        return self.findings[index]
+
+    # --- drill down --------------------------------------------------------------------
+    def where(self, *, app=None, code=None, severity=None, installation_id=None, user_id=None,
+              field=None) -> "AuditResult":
+        """The findings matching every criterion. `code` takes an id, a prefix ("secret") or a glob."""
+        codes = select_codes([code] if isinstance(code, str) else code) if code is not None else None
+        kept = [
+            f for f in self.findings
+            if _wanted(f.app_id, app) and (codes is None or f.code in codes)
+            and _wanted(f.severity, severity) and _wanted(f.installation_id, installation_id)
+            and _wanted(f.user_id, user_id) and _wanted(f.field, field)
+        ]
+        criteria = (("app", app), ("code", code), ("severity", severity),
+                    ("installation_id", installation_id), ("user_id", user_id), ("field", field))
+        described = ", ".join(f"{k}={v!r}" for k, v in criteria if v is not None)
+        checked = self.checked_codes if codes is None else tuple(c for c in self.checked_codes if c in codes)
+        result = AuditResult(kept, {"codes": checked}, title=f"{self.title}, where {described}" if described else self.title)
+        result.installations_read = None  # a subset: "installations read" no longer describes it
+        return result
+
+    # --- counts ------------------------------------------------------------------------
+    @property
+    def by_severity(self) -> dict[str, int]:
+        return self._report.by_severity()
+
+    @property
+    def by_code(self) -> dict[str, int]:
+        """Every checked code with its count (0 for the clean ones), in the codes table's order."""
+        return self._report.by_code()
+
+    @property
+    def by_app(self) -> dict[str, dict[str, int]]:
+        """app id -> counts per severity, most findings first ("(users)" for user findings)."""
+        return self._report.by_app()
+
+    @property
+    def installation_ids(self) -> list[int]:
+        return sorted({f.installation_id for f in self.findings if f.installation_id is not None})
+
+    @property
+    def headline(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in self.by_severity.items())
+        where = f" in {len(self.installation_ids)} installations"
+        read = f" (of {self.installations_read} read)" if self.installations_read is not None else ""
+        return f"{self.title}: {len(self.findings)} findings ({counts}){where}{read}"
+
+    def codes(self, *, all_codes: bool = False) -> Table:
+        """Count per code with severity and hint; only codes found unless `all_codes`."""
+        rows = [(code, CODES[code].severity, n, CODES[code].hint)
+                for code, n in self.by_code.items() if n or all_codes]
+        return Table("Findings per code", ("code", "severity", "count", "hint"), rows, numeric={"count"})
+
+    def apps(self) -> Table:
+        rows = [(app, *(counts[s] for s in SEVERITIES), sum(counts.values())) for app, counts in self.by_app.items()]
+        return Table("Findings per app", ("app_id", *SEVERITIES, "total"), rows,
+                     numeric={*SEVERITIES, "total"})
+
+    def table(self) -> Table:
+        """The findings, one row each (hints are per code: see `.codes()`)."""
+        rows = [tuple(getattr(f, c) for c in FINDING_COLUMNS) for f in self.findings]
+        return Table("Findings", FINDING_COLUMNS, rows, numeric={"installation_id", "user_id"},
+                     display_rows=SHOWN_FINDINGS)
+
+    # --- conversions -------------------------------------------------------------------
+    def to_pandas(self):
+        """One row per finding, the DESIGN.md §4.4 columns (code and severity categorical)."""
+        require_pandas()  # the clear message, before the report imports pandas itself
+        return self._report.to_pandas()
+
+    def to_dict(self) -> dict:
+        return {"summary": {"findings": len(self.findings), "by_severity": self.by_severity,
+                            "by_code": self.by_code, "by_app": self.by_app},
+                "findings": [f.to_dict() for f in self.findings]}
+
+    def plot(self):
+        """Findings per app, stacked by code (matplotlib Figure)."""
+        from ._plots import plot_findings
+
+        return plot_findings(self)
+
+    # --- renderings --------------------------------------------------------------------
+    def __repr__(self) -> str:
+        parts = [self.headline]
+        codes = self.codes()
+        if codes.rows:
+            parts += ["", text_table(("code", "severity", "count"), [r[:3] for r in codes.rows], numeric={"count"})]
+            apps = self.apps()
+            parts += ["", text_table(apps.columns, apps.rows, numeric=apps.numeric)]
+            parts += ["", repr(self.table())]
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        parts = [_html.heading(self.headline)]
+        codes = self.codes()
+        if codes.rows:
+            code_rows = [(code, _html.severity_badge(sev), n, hint) for code, sev, n, hint in codes.rows]
+            parts.append(_html.table(codes.columns, code_rows, numeric=codes.numeric))
+            apps = self.apps()
+            parts.append(_html.table(apps.columns, apps.rows, numeric=apps.numeric))
+            findings = self.table()
+            shown, more = findings._shown()
+            finding_rows = [(_html.severity_badge(r[0]), *r[1:]) for r in shown]
+            parts.append(_html.heading(f"Findings ({len(findings)})"))
+            parts.append(_html.table(findings.columns, finding_rows, numeric=findings.numeric))
+            if more:
+                parts.append(_html.note(more))
+        return _html.block(*parts)
+
+
+def _wanted(value, criterion) -> bool:
+    if criterion is None:
+        return True
+    if isinstance(criterion, (set, frozenset, list, tuple)):
+        return value in criterion
+    return value == criterion
+

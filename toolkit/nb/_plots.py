@@ -1,0 +1,70 @@
+"""Charts where people would rather look than read (matplotlib is an optional extra).
+
+Each function returns a `matplotlib.figure.Figure` built without pyplot: no global figure
+state, nothing shown twice by the inline backend, and the caller decides to display, save
+(`fig.savefig(...)`) or discard it. The counts behind each chart are the result objects'
+tables: compare those, not pixels.
+"""
+
+from __future__ import annotations
+
+PLOT_HINT = "pip install 'installation-toolkit[plot]'"
+
+
+def require_matplotlib():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(f"plots need matplotlib, an optional extra: {PLOT_HINT}") from exc
+    return Figure
+
+
+def plot_findings(audit, *, width: float = 9.0):
+    """Findings per app (rows), stacked by code — the codes that matter jump out."""
+    Figure = require_matplotlib()
+    by_app: dict[str, dict[str, int]] = {}
+    for f in audit.findings:
+        row = by_app.setdefault(f.app_id or "(users)", {})
+        row[f.code] = row.get(f.code, 0) + 1
+    apps = sorted(by_app, key=lambda a: (sum(by_app[a].values()), a))  # largest at the top
+    codes = [c for c in audit.checked_codes if any(c in counts for counts in by_app.values())]
+    fig = Figure(figsize=(width, 0.45 * max(len(apps), 1) + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    left = [0] * len(apps)
+    colors = _palette(len(codes))
+    for code, color in zip(codes, colors):
+        counts = [by_app[a].get(code, 0) for a in apps]
+        ax.barh(apps, counts, left=left, label=code, color=color)
+        left = [x + n for x, n in zip(left, counts)]
+    ax.set_xlabel("findings")
+    ax.set_title(f"{audit.title}: findings per app and code")
+    if codes:
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig
+
+
+def plot_installations_per_status(overview, *, width: float = 8.0):
+    """Installations per app, split by status (installed vs configured)."""
+    Figure = require_matplotlib()
+    statuses = list(overview.by_status)
+    per = overview.by_app_status
+    apps = sorted(per, key=lambda a: (-sum(per[a].values()), a))
+    fig = Figure(figsize=(width, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    bottom = [0] * len(apps)
+    for status, color in zip(statuses, _palette(len(statuses))):
+        counts = [per.get(a, {}).get(status, 0) for a in apps]
+        ax.bar(apps, counts, bottom=bottom, label=status, color=color)
+        bottom = [b + n for b, n in zip(bottom, counts)]
+    ax.set_ylabel("installations")
+    ax.set_title("Installations per app and status")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(frameon=False)
+    return fig
+
+
+def _palette(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return [cmap(i % 20) for i in range(n)]

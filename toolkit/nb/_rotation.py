@@ -1,0 +1,64 @@
+"""`RotationPlan`: what a key rotation would do, from `toolkit.rotation.rotate(dry_run=True)`.
+
+Only counts are shown — no timings (they differ run to run), no values.
+"""
+
+from __future__ import annotations
+
+from . import _html
+from ._table import Table
+from ._text import text_table
+
+
+class RotationPlan:
+    def __init__(self, report: dict):
+        self.report = {k: v for k, v in report.items() if k != "seconds"}
+
+    @property
+    def values(self) -> dict:
+        return self.report["values"]
+
+    @property
+    def would_rotate(self) -> int:
+        return self.values["rotated"]
+
+    def rows(self) -> list[tuple]:
+        values = self.values
+        rows = [(f"re-encrypt from {label}", n) for label, n in values["rotated_from"].items()]
+        rows.append(("already under the current key", values["already_current"]))
+        rows += [(f"skip: {reason}", n) for reason, n in values["skipped"].items()]
+        return rows
+
+    def table(self) -> Table:
+        return Table("Rotation dry run (values)", ("action", "values"), self.rows(), numeric={"values"})
+
+    def to_pandas(self):
+        return self.table().to_pandas()
+
+    @property
+    def headline(self) -> str:
+        rows = self.report["rows"]
+        current = next(iter(self.report["keys"].items()))
+        return (f"Dry run: would re-encrypt {self.would_rotate} values under the current key "
+                f"({current[1]}), changing {rows['changed']} of {rows['scanned']} installations; "
+                "nothing was written")
+
+    def notes(self) -> list[str]:
+        rows = self.report["rows"]
+        notes = []
+        if rows["unknown_app"]:
+            notes.append(f"{rows['unknown_app']} installations of apps not in the registry are skipped")
+        if rows["config_not_object"]:
+            notes.append(f"{rows['config_not_object']} installations whose config is not an object are skipped")
+        if any(self.values["skipped"].values()):
+            notes.append("skipped values are never written: see the audit's secret.* findings")
+        return notes
+
+    def __repr__(self) -> str:
+        return "\n".join([self.headline, text_table(("action", "values"), self.rows(), numeric={"values"}),
+                          *self.notes()])
+
+    def _repr_html_(self) -> str:
+        return _html.block(_html.heading(self.headline),
+                           _html.table(("action", "values"), self.rows(), numeric={"values"}),
+                           *(_html.note(n) for n in self.notes()))

@@ -1,0 +1,68 @@
+"""`Table`: the result type of every lookup — a title, columns, rows, and three renderings.
+
+Rows are tuples of plain values (ints, strings, datetimes, masks): a Table never holds a
+`Secret` or a raw config, so no rendering can leak one.
+"""
+
+from __future__ import annotations
+
+from . import _html
+from ._pandas import frame
+from ._text import text_table
+
+DISPLAY_ROWS = 25  # rows shown inline; the rest stay in the object (len, iteration, to_pandas)
+
+
+class Table:
+    def __init__(self, title: str, columns, rows, *, numeric=(), notes=(), display_rows: int = DISPLAY_ROWS):
+        self.title = title
+        self.columns = tuple(columns)
+        self.rows = tuple(tuple(row) for row in rows)
+        self.numeric = frozenset(numeric)
+        self.notes = tuple(notes)
+        self.display_rows = display_rows
+
+    # --- a sequence of rows ------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def column(self, name: str) -> list:
+        i = self.columns.index(name)
+        return [row[i] for row in self.rows]
+
+    def records(self) -> list[dict]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+    def to_pandas(self):
+        return frame(self.columns, self.rows)
+
+    # --- renderings --------------------------------------------------------------------
+    def _shown(self):
+        shown = self.rows[: self.display_rows]
+        rest = len(self.rows) - len(shown)
+        more = f"… {rest} more rows (len(), iterate, or .to_pandas() for all)" if rest > 0 else None
+        return shown, more
+
+    def __repr__(self) -> str:
+        shown, more = self._shown()
+        parts = [f"{self.title} ({len(self.rows)} rows)"]
+        if self.rows:
+            parts.append(text_table(self.columns, shown, numeric=self.numeric))
+        parts += [more] if more else []
+        parts += list(self.notes)
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        shown, more = self._shown()
+        parts = [_html.heading(f"{self.title} ({len(self.rows)} rows)")]
+        if self.rows:
+            parts.append(_html.table(self.columns, shown, numeric=self.numeric))
+        parts += [_html.note(more)] if more else []
+        parts += [_html.note(n) for n in self.notes]
+        return _html.block(*parts)
