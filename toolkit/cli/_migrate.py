@@ -29,10 +29,11 @@ def migrate(show_status, folder, direct_url, as_json):
 
     from .. import db, migrate as migrations
 
-    settings = get_context().settings.with_overrides(direct_url=direct_url)
-    url, variable = migrations.resolve_direct_url(settings)
+    # Files first: a wrong --folder is reported without touching any database.
     source = Path(folder) if folder else migrations.BUNDLED_FOLDER
     todo = migrations.read_folder(source)
+    settings = get_context().settings.with_overrides(direct_url=direct_url)
+    url, variable = migrations.resolve_direct_url(settings)
     database = db.open_postgres(url, variable)
     try:
         db.check_connection(database)
