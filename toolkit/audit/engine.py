@@ -172,7 +172,7 @@ class _RowSink:
 
     def __init__(self, auditor: Auditor, tick):
         self.auditor = auditor
-        self.audit_line = auditor.audit_line
+        self.audit_line = auditor.audit_copy_line
         self.pending = b""
         self.tick = tick  # called every TICK rows with the number of rows
 

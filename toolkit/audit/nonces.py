@@ -25,7 +25,7 @@ class IVLog:
 
     def __init__(self, ivs=b"", meta=b"", rows=b""):
         self.ivs = bytearray(ivs)
-        self.meta = array("L")  # key_index << 24 | short-IV flag | slot
+        self.meta = array("I")  # uint32: key_index << 24 | short-IV flag | slot
         self.meta.frombytes(meta)
         self.rows = array("q")  # installation_id << 32 | user_id
         self.rows.frombytes(rows)

@@ -1,0 +1,102 @@
+"""The audit finds exactly the planted findings — and nothing on the clean trap rows — on
+PostgreSQL (one process and worker processes), through PgBouncer, and on SQLite."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit_planted import REGISTRY_PATH, keyring, plant
+from toolkit import db
+from toolkit.audit import ALL_CODES, Filters, run_audit
+from toolkit.registry import load_registry
+
+
+def found(report) -> set:
+    return {(f.code, f.installation_id, f.user_id, f.field) for f in report.findings}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(REGISTRY_PATH)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
+    database = db.open_sqlite(tmp_path / "audit.sqlite")
+    db.create_tables(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def planted_pg(pg_url):
+    database = db.open_postgres(pg_url)
+    planted = plant(database)
+    database.close()
+    return pg_url, planted
+
+
+def assert_exact(report, planted):
+    got = found(report)
+    missing = planted.expected - got
+    extra = got - planted.expected
+    assert not missing and not extra, f"missing: {sorted(missing, key=str)}\nextra: {sorted(extra, key=str)}"
+    assert not {f.installation_id for f in report.findings} & planted.clean_ids
+    # every code of the table is planted at least once
+    assert {code for code, *_ in planted.expected} == set(ALL_CODES)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_postgres_finds_exactly_the_planted(planted_pg, registry, jobs, monkeypatch):
+    from toolkit.audit import engine
+
+    monkeypatch.setattr(engine, "PARALLEL_THRESHOLD", 0)  # fork workers even for a small table
+    url, planted = planted_pg
+    database = db.open_postgres(url)
+    try:
+        report = run_audit(database, registry, keyring(), jobs=jobs)
+    finally:
+        database.close()
+    assert_exact(report, planted)
+    assert report.summary["jobs"] == jobs
+    assert report.summary["installations"] == len(planted.ids)
+
+
+def test_through_pgbouncer_with_workers(planted_pg, pgbouncer_url, registry, monkeypatch):
+    from toolkit.audit import engine
+
+    monkeypatch.setattr(engine, "PARALLEL_THRESHOLD", 0)
+    url, planted = planted_pg
+    database = db.open_postgres(pgbouncer_url(url))
+    assert database.url.is_pooler
+    try:
+        report = run_audit(database, registry, keyring(), jobs=2)
+    finally:
+        database.close()
+    assert_exact(report, planted)
+
+
+def test_planted_through_pgbouncer_and_audited_in_one_process(pg_url, pgbouncer_url, registry):
+    database = db.open_postgres(pgbouncer_url(pg_url))
+    try:
+        planted = plant(database)
+        report = run_audit(database, registry, keyring(), jobs=1)
+    finally:
+        database.close()
+    assert_exact(report, planted)
+
+
+def test_sqlite_finds_exactly_the_planted(sqlite_db, registry):
+    planted = plant(sqlite_db)
+    report = run_audit(sqlite_db, registry, keyring())
+    assert_exact(report, planted)
+    assert report.summary["jobs"] == 1
+
+
+def test_code_filter_gives_the_same_subset(sqlite_db, registry):
+    planted = plant(sqlite_db)
+    full = found(run_audit(sqlite_db, registry, keyring()))
+    for code in ALL_CODES:
+        narrowed = found(run_audit(sqlite_db, registry, keyring(), Filters(codes=frozenset({code}))))
+        assert narrowed == {f for f in full if f[0] == code}, code
+    assert full == planted.expected
