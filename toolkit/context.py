@@ -46,7 +46,7 @@ class Context:
         if self.is_demo and not self.settings.encryption_key:
             from . import demo
 
-            return demo.demo_keyring()
+            return demo.demo_keyring(self.settings)
         keyring = Keyring.from_settings(self.settings)
         if not self.is_demo:
             from . import demo

@@ -41,10 +41,11 @@ def demo_path(settings) -> Path:
     return base / DEMO_FILENAME
 
 
-def demo_keyring():
+def demo_keyring(settings=None):
     from .crypto import Keyring
 
-    return Keyring.from_materials([bytes.fromhex(k) for k in DEMO_KEYS], is_demo=True)
+    visible = settings.mask_visible if settings is not None else 4
+    return Keyring.from_materials([bytes.fromhex(k) for k in DEMO_KEYS], is_demo=True, mask_visible=visible)
 
 
 def refuse_demo_key(keyring) -> None:
