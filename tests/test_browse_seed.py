@@ -19,6 +19,8 @@ SECRET_STRIPE = "sk_live_ALICE_SECRET_4242"
 SECRET_SLACK = "xoxb-SLACK-SECRET-9876"
 MARKUP_VALUE = "[bold]x[/] [link=https://evil.example]click[/link]"
 EPOCH = dt.datetime(2025, 3, 1, 9, 0, 0)
+# The ciphertext shape, but a 10-byte IV: malformed (secret.malformed).
+MALFORMED = "ab" * 10 + ":" + "cd" * 16 + ":" + "ef" * 8
 
 # Generated users/installations beyond the special rows: enough for three pages of 100.
 GENERATED = 250
@@ -81,7 +83,7 @@ def seed(database, ring: Keyring | None = None, generated: int = GENERATED) -> N
         dict(id=3, user=2, app_id="stripe", status="configured", installed_at=at(2), updated_at=at(4),
              config=["not", "an", "object"]),
         dict(id=4, user=2, app_id="github", status="configured", installed_at=at(2), updated_at=None,
-             config={"accessToken": "abc:def:not-hex", "organization": MARKUP_VALUE}),
+             config={"accessToken": MALFORMED, "organization": MARKUP_VALUE}),
         dict(id=5, user=3, app_id="legacy-app", status="installed", installed_at=None, updated_at=None, config={}),
     ]
     installations += [

@@ -1,0 +1,401 @@
+"""The dashboard driven by Textual's Pilot on a seeded SQLite database: every screen and action.
+
+Tests wait on workers (`app.workers.wait_for_complete()` + `pilot.pause()`), never on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import pytest
+from rich.text import Text
+from test_browse_seed import GENERATED, MARKUP_VALUE, SECRET_SLACK, SECRET_STRIPE, keyring, seed, sqlite_database
+
+from toolkit.crypto.access_log import read_entries
+from toolkit.registry import parse_registry
+from toolkit.settings import Settings
+from toolkit.tui import DashboardApp, DataSource
+from toolkit.tui.screens.installation import InstallationScreen
+from toolkit.tui.screens.installations import InstallationsScreen
+from toolkit.tui.screens.modals import ConfirmScreen
+from toolkit.tui.widgets import PageTable, RevealedValues
+
+from test_browse_seed import REGISTRY
+
+SIZE = (130, 40)
+
+
+def run_async(test):
+    """Run an async test on a fresh event loop (no pytest-asyncio in the project)."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    database = sqlite_database(tmp_path / "tui.sqlite3")
+    seed(database)
+    database.close()
+    return database
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(access_log=tmp_path / "access.log")
+
+
+def make_app(database, settings, *, write=False, is_demo=False, ring="default"):
+    source = DataSource(
+        database=database, settings=settings, registry=parse_registry(REGISTRY),
+        keyring=keyring() if ring == "default" else ring, is_demo=is_demo, location="sqlite:test",
+    )
+    return DashboardApp(source, write=write)
+
+
+async def settle(pilot):
+    """Let every worker finish and every message it posted be handled."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def table_text(table) -> str:
+    return "\n".join(" | ".join(str(cell) for cell in table.get_row_at(i)) for i in range(table.row_count))
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text (the SVG minus its markup)."""
+    return _svg_text(app.export_screenshot())
+
+
+def _svg_text(svg: str) -> str:
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+@run_async
+async def test_opens_on_the_installations_list_with_counts(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationsScreen)
+        table = app.screen.query_one(PageTable)
+        assert table.row_count == 100
+        first = table.get_row_at(0)
+        assert [str(c) for c in first[:5]] == ["1", "alice@example.com", "Stripe", "configured", "3/3"]
+        shown = screen_text(app)
+        assert f"{4 + GENERATED} installations" in shown
+        assert "read-only" in shown and "DEMO" not in shown
+
+
+@run_async
+async def test_demo_marker(seeded, settings):
+    app = make_app(seeded, settings, is_demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#demo-marker").display
+        assert "DEMO" in screen_text(app)
+
+
+@run_async
+async def test_paging_next_previous_last(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(PageTable)
+        await pilot.press("n")
+        await settle(pilot)
+        assert str(table.get_row_at(0)[0]) == "101"
+        await pilot.press("p")
+        await settle(pilot)
+        assert str(table.get_row_at(0)[0]) == "1"
+        await pilot.press("G")
+        await settle(pilot)
+        assert str(table.get_row_at(table.row_count - 1)[0]) == str(4 + GENERATED)
+        await pilot.press("g")
+        await settle(pilot)
+        assert str(table.get_row_at(0)[0]) == "1"
+
+
+@run_async
+async def test_filter_line_filters_by_app_status_and_email(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await pilot.press(*"app:Stripe status:configured alice")
+        await pilot.press("enter")
+        await settle(pilot)
+        table = app.screen.query_one(PageTable)
+        assert table.row_count == 1 and str(table.get_row_at(0)[0]) == "1"
+        assert table.has_focus
+        await pilot.press("escape")  # clears the filter
+        await settle(pilot)
+        assert table.row_count == 100
+
+
+@run_async
+async def test_bad_filter_is_a_message_not_a_crash(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"status:broken", "enter")
+        await settle(pilot)
+        assert any("status must be one of" in n.message for n in app._notifications)
+        assert app.screen.query_one(PageTable).row_count == 100
+
+
+@run_async
+async def test_sort_by_clicking_a_header_and_by_key(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one(PageTable)
+        await pilot.click(PageTable, offset=(14, 0))  # the "User" header
+        await settle(pilot)
+        assert screen.sort.column == "email" and not screen.sort.descending
+        emails = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+        assert emails == sorted(emails)
+        await pilot.press("S")
+        await settle(pilot)
+        assert screen.sort.descending
+        await pilot.press("s")
+        await settle(pilot)
+        assert screen.sort.column == "app"
+
+
+@run_async
+async def test_markup_in_data_renders_literally(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(PageTable)
+        cell = table.get_row_at(4)[1]
+        assert isinstance(cell, Text) and cell.plain == "[red]mallory[/]@example.com"
+        assert "[red]mallory[/]@example.com" in screen_text(app)
+        app.open_installation(2)
+        await settle(pilot)
+        assert MARKUP_VALUE in screen_text(app)
+
+
+@run_async
+async def test_enter_opens_an_installation_and_escape_goes_back(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationScreen) and app.screen.installation_id == 2
+        shown = screen_text(app)
+        assert "alice@example.com" in shown and "Slack" in shown and "Bot token" in shown
+        assert "encrypted · current key" in shown
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationsScreen)
+
+
+@run_async
+async def test_no_plaintext_secret_anywhere_before_a_reveal(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for installation_id in (1, 2):
+            app.open_installation(installation_id)
+            await settle(pilot)
+            svg = app.export_screenshot()
+            assert SECRET_STRIPE not in svg and SECRET_SLACK not in svg
+            assert "ALICE_SECRET" not in screen_text(app)
+            await pilot.press("escape")
+            await settle(pilot)
+
+
+async def reveal_first_secret(app, pilot):
+    app.open_installation(1)
+    await settle(pilot)
+    await pilot.press("v")
+    await pilot.pause()
+    assert isinstance(app.screen, ConfirmScreen)
+    assert "Reveal Secret key (apiKey) of installation 1? This is logged." in screen_text(app)
+    await pilot.press("y")
+    await settle(pilot)
+
+
+@run_async
+async def test_reveal_asks_logs_shows_and_forgets_on_leaving(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await reveal_first_secret(app, pilot)
+        revealed = app.screen.query_one(RevealedValues)
+        assert revealed.secret("apiKey").reveal() == SECRET_STRIPE
+        assert SECRET_STRIPE in str(revealed.render())
+        [entry] = read_entries(settings)
+        assert entry["installation_id"] == 1 and entry["field"] == "apiKey" and entry["via"] == "dashboard"
+        assert entry["key_fingerprint"] == keyring().current.fingerprint
+        assert SECRET_STRIPE not in (settings.access_log.read_text())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert revealed.keys == []
+        app.open_installation(1)
+        await settle(pilot)
+        assert SECRET_STRIPE not in str(app.screen.query_one(RevealedValues).render())
+
+
+@run_async
+async def test_declining_the_reveal_shows_and_logs_nothing(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_installation(1)
+        await settle(pilot)
+        await pilot.press("v", "n")
+        await settle(pilot)
+        assert app.screen.query_one(RevealedValues).keys == []
+        assert read_entries(settings) == []
+
+
+@run_async
+async def test_switching_screens_forgets_revealed_values(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await reveal_first_secret(app, pilot)
+        screen = app.screen
+        await pilot.press("u")
+        await settle(pilot)
+        assert screen.query_one(RevealedValues).keys == []
+
+
+@run_async
+async def test_screenshots_mask_revealed_values_unless_asked(seeded, settings, tmp_path):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await reveal_first_secret(app, pilot)
+        svg = app.export_screenshot()
+        assert SECRET_STRIPE not in svg and "hidden in screenshots" in _svg_text(svg)
+        path = app.save_screenshot("shot.svg", str(tmp_path))  # what the palette's Screenshot saves
+        assert SECRET_STRIPE not in open(path).read()
+        # Still revealed on the terminal itself, and included when explicitly asked.
+        assert SECRET_STRIPE in str(app.screen.query_one(RevealedValues).render())
+        app.include_secrets_in_screenshot = True
+        assert SECRET_STRIPE in _svg_text(app.export_screenshot())
+
+
+@run_async
+async def test_copy_a_revealed_value(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_installation(1)
+        await settle(pilot)
+        await pilot.press("c")
+        assert app.clipboard == ""
+        await pilot.press("v", "y")
+        await settle(pilot)
+        await pilot.press("c")
+        assert app.clipboard == SECRET_STRIPE
+
+
+@run_async
+async def test_revealed_values_are_not_selectable(seeded, settings):
+    assert RevealedValues.ALLOW_SELECT is False
+
+
+@run_async
+async def test_awkward_configs_render(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_installation(3)  # a JSON array
+        await settle(pilot)
+        assert "config is an array of 3 items, not a JSON object" in screen_text(app)
+        await pilot.press("escape")
+        app.open_installation(4)  # malformed ciphertext + markup
+        await settle(pilot)
+        shown = screen_text(app)
+        assert "malformed ciphertext" in shown and MARKUP_VALUE in shown
+        await pilot.press("v", "y")  # the access token is masked, shaped like a ciphertext
+        await settle(pilot)
+        assert app.screen.query_one(RevealedValues).keys == []
+        assert any("Not revealed" == n.title for n in app._notifications)
+        await pilot.press("escape")
+        app.open_installation(5)  # an app the registry does not know
+        await settle(pilot)
+        assert "legacy-app — not in the registry" in screen_text(app)
+
+
+@run_async
+async def test_no_key_configured_still_browses(seeded, settings):
+    app = make_app(seeded, settings, ring=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_installation(1)
+        await settle(pilot)
+        assert "encrypted (no key configured)" in screen_text(app)
+        await pilot.press("v", "y")
+        await settle(pilot)
+        assert app.screen.query_one(RevealedValues).keys == []
+        assert read_entries(settings) == []
+
+
+@run_async
+async def test_users_list_and_enter_lists_their_installations(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("u")
+        await settle(pilot)
+        table = app.screen.query_one(PageTable)
+        assert [str(c) for c in table.get_row_at(0)[:4]] == ["1", "alice@example.com", "Alice", "admin"]
+        assert "hash-ALICE-PW" not in screen_text(app)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationsScreen)
+        table = app.screen.query_one(PageTable)
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["1", "2"]
+        assert "alice@example.com" in str(app.screen.query_one("#summary").render())
+
+
+@run_async
+async def test_write_actions_are_hidden_when_read_only(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_installation(1)
+        await settle(pilot)
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, InstallationScreen)  # no confirmation appeared
+        assert "Uninstall" not in screen_text(app)
+
+
+@run_async
+async def test_help_panel_toggles(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.screen.query("HelpPanel")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert not app.screen.query("HelpPanel")
+
+
+@run_async
+async def test_q_quits(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0

@@ -1,0 +1,105 @@
+"""The filter line behind `/`: `app:stripe status:configured code:secret.plaintext alice`.
+
+    app:ID|NAME        an app id or its registry name (any case)
+    status:S           installed | configured
+    email:TEXT         part of the user's email (bare words mean the same)
+    code:CODE          installations with a finding of that code (after an audit); code:any = any finding
+    user:ID            one user's installations
+    role:R             (users list) admin | customer
+
+Pure functions: text in, a FilterQuery or a UsageError out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from ..db import APP_STATUSES, ROLES
+from ..errors import UsageError
+
+KEYS = ("app", "status", "email", "code", "user", "role")
+ANY_FINDING = "any"
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterQuery:
+    app: str | None = None
+    status: str | None = None
+    email: str | None = None
+    code: str | None = None
+    user_id: int | None = None
+    role: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self == FilterQuery()
+
+    def text(self) -> str:
+        """The line that parses back to this query (shown in the input when it reopens)."""
+        parts = []
+        for key, value in (("app", self.app), ("status", self.status), ("code", self.code),
+                           ("user", self.user_id), ("role", self.role), ("email", self.email)):
+            if value is not None:
+                parts.append(f"{key}:{shlex.quote(str(value))}")
+        return " ".join(parts)
+
+
+def parse_filter(text: str, *, allowed: tuple[str, ...] = KEYS) -> FilterQuery:
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the filter: {exc}") from None
+    values: dict[str, str] = {}
+    bare: list[str] = []
+    for word in words:
+        key, sep, value = word.partition(":")
+        if not sep:
+            key, sep, value = word.partition("=")
+        if sep and key.lower() in KEYS:
+            key = key.lower()
+            if key not in allowed:
+                raise UsageError(f"{key}: is not a filter here; use {', '.join(k + ':' for k in allowed)}")
+            if not value:
+                raise UsageError(f"{key}: needs a value")
+            values[key] = value
+        else:
+            bare.append(word)
+    if bare:
+        if "email" not in allowed:
+            raise UsageError("plain words filter by email, which is not available here")
+        values["email"] = " ".join([values["email"]] + bare if "email" in values else bare)
+    status = values.get("status")
+    if status is not None:
+        status = status.lower()
+        if status not in APP_STATUSES:
+            raise UsageError(f"status must be one of {', '.join(APP_STATUSES)}")
+    role = values.get("role")
+    if role is not None:
+        role = role.lower()
+        if role not in ROLES:
+            raise UsageError(f"role must be one of {', '.join(ROLES)}")
+    user_id = values.get("user")
+    if user_id is not None:
+        try:
+            user_id = int(user_id)
+        except ValueError:
+            raise UsageError("user: takes a user id (a number)") from None
+    return FilterQuery(
+        app=values.get("app"), status=status, email=values.get("email"), code=values.get("code"),
+        user_id=user_id, role=role,
+    )
+
+
+def resolve_app(value: str, apps: dict[str, str]) -> str:
+    """An app id from what the operator typed: an id, or a name (any case). Unknown text stays as typed.
+
+    `apps` maps app id -> display name.
+    """
+    if value in apps:
+        return value
+    lowered = value.lower()
+    for app_id, name in apps.items():
+        if app_id.lower() == lowered or name.lower() == lowered:
+            return app_id
+    return value

@@ -1,0 +1,298 @@
+"""One installation: its user, app, status, timestamps, findings, and its config — secrets masked.
+
+Revealing a secret is deliberate: `v` on a password field asks "Reveal <field> of
+installation N? This is logged.", then writes the access log line (before anything is
+shown), decrypts, and shows the value in the RevealedValues panel — the only widget that
+ever holds a plaintext. Leaving the screen (escape, switching screens, another screen on
+top) forgets every revealed value; dialogs and the command palette over it do not.
+
+With `--write`: change the status, edit a non-secret field, set a secret (masked input,
+encrypted with the current key by the config service), uninstall — each after a confirmation.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Static
+
+from ... import browse
+from ...crypto.access_log import record_reveal
+from ...db import APP_STATUSES
+from ...errors import ToolkitError
+from .. import cells
+from ..config_view import config_rows, describe_non_object
+from ..messages import Written
+from ..widgets import DatabaseBanner, RevealedValues, TopBar
+from ..workers import DataScreen
+from .modals import ChoiceScreen, ConfirmScreen, InputScreen
+
+WRITE_ACTIONS = ("change_status", "edit_field", "set_secret", "uninstall")
+
+
+class InstallationScreen(DataScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("v", "reveal", "Reveal secret"),
+        Binding("c", "copy", "Copy revealed"),
+        Binding("t", "change_status", "Status"),
+        Binding("e", "edit_field", "Edit field"),
+        Binding("k", "set_secret", "Set secret"),
+        Binding("x", "uninstall", "Uninstall"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+
+    def __init__(self, installation_id: int):
+        super().__init__()
+        self.installation_id = installation_id
+        self.detail = None
+        self.rows: dict[str, object] = {}
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(f"Installation {self.installation_id}")
+        yield DatabaseBanner(id="db-banner")
+        yield Static(Text("loading…", style="dim"), id="details")
+        table = DataTable(cursor_type="row", zebra_stripes=True, id="config")
+        table.add_columns("Field", "Key", "Type", "Value")
+        yield table
+        yield RevealedValues(id="revealed")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#config", DataTable).focus()
+        self.reload()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in WRITE_ACTIONS and not self.app.write_enabled:
+            return False  # hidden from the footer and the palette in read-only mode
+        return True
+
+    # --- loading ----------------------------------------------------------------------
+    def reload(self) -> None:
+        installation_id = self.installation_id
+        self.fetch("detail", lambda database: browse.get_installation(database, installation_id))
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def show_detail(self, detail) -> None:
+        self.detail = detail
+        source = self.app.source
+        app = source.app(detail.app_id)
+        self.query_one("#details", Static).update(self._details_text(detail, app))
+        table = self.query_one("#config", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        self.rows = {}
+        if isinstance(detail.config, dict) or detail.config is None:
+            for row in config_rows(detail.config, app, source.keyring_or_none()):
+                self.rows[row.key] = row
+                label = cells.text(row.label, "bold" if row.is_secret else "")
+                kind = cells.text(row.type, "yellow" if row.type == "unknown" else "dim")
+                table.add_row(label, cells.text(row.key), kind, row.value, key=row.key)
+        if table.row_count:
+            table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
+
+    def failed_detail(self, message: str) -> None:
+        self.query_one("#details", Static).update(Text(message, style="red"))
+
+    def _details_text(self, detail, app) -> Text:
+        out = Text()
+        out.append(f"Installation {detail.id}", style="bold")
+        out.append("  ·  ")
+        if app is not None:
+            out.append(app.name, style="bold")
+            out.append(f" ({detail.app_id})", style="dim")
+        else:
+            out.append(f"{detail.app_id} — not in the registry", style="bold red")
+        out.append("  ·  ")
+        out.append_text(cells.status(detail.status))
+        user = detail.user
+        out.append("\nUser ")
+        out.append(user.email, style="bold")
+        out.append(f"  ({user.name or 'no name'}, {user.role}, user #{user.id})")
+        out.append("\nInstalled ")
+        out.append_text(cells.timestamp(detail.installed_at))
+        out.append("   updated ")
+        out.append_text(cells.timestamp(detail.updated_at))
+        if not isinstance(detail.config, dict) and detail.config is not None:
+            out.append("\n")
+            out.append(describe_non_object(detail.config), style="bold red")
+        for finding in self.app.findings_for(detail.id):
+            out.append("\n")
+            out.append(f"{cells.SEVERITY_MARKS.get(finding.severity, '')} {finding.code}",
+                       style=cells.SEVERITY_STYLES.get(finding.severity, ""))
+            if finding.field:
+                out.append(f" [{finding.field}]")
+            out.append(f" {finding.message}")
+        return out
+
+    # --- leaving forgets revealed values ----------------------------------------------
+    def on_screen_suspend(self) -> None:
+        if not isinstance(self.app.screen, ModalScreen):
+            self.forget_revealed()
+
+    def on_unmount(self) -> None:
+        self.forget_revealed()
+
+    def forget_revealed(self) -> None:
+        for revealed in self.query(RevealedValues):
+            revealed.clear()
+
+    def action_back(self) -> None:
+        self.forget_revealed()
+        self.app.pop_screen()
+
+    # --- reveal and copy --------------------------------------------------------------
+    def current_row(self):
+        table = self.query_one("#config", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return self.rows.get(key)
+
+    def action_reveal(self) -> None:
+        row = self.current_row()
+        if row is None or self.detail is None:
+            return
+        if not row.is_secret:
+            self.notify(f"{row.label} is not a secret: its value is shown as stored.", markup=False)
+            return
+        if not row.revealable:
+            self.notify(f"{row.label} has nothing to reveal ({row.state}).", markup=False)
+            return
+        prompt = Text(f"Reveal {row.label} ({row.key}) of installation {self.detail.id}? This is logged.")
+        self.app.push_screen(ConfirmScreen(prompt, "Reveal"), lambda yes: yes and self._reveal(row))
+
+    def _reveal(self, row) -> None:
+        source = self.app.source
+        try:
+            if row.state.startswith("stored as PLAINTEXT"):
+                from ...crypto import Secret
+
+                secret, fingerprint = Secret(row.stored), None
+            else:
+                decrypted = source.keyring.decrypt(row.stored)
+                secret, fingerprint = decrypted.secret, decrypted.key.fingerprint
+            # The trail first: if it cannot be written, nothing is shown.
+            record_reveal(source.settings, installation_id=self.detail.id, field=row.key,
+                          key_fingerprint=fingerprint, via="dashboard")
+        except ToolkitError as exc:
+            self.notify(exc.one_line(), title="Not revealed", severity="error", markup=False)
+            return
+        self.query_one(RevealedValues).reveal(row.key, row.label, secret)
+        self.notify(f"{row.label} revealed (logged). It is hidden again when you leave this screen.", markup=False)
+
+    def action_copy(self) -> None:
+        row = self.current_row()
+        revealed = self.query_one(RevealedValues)
+        key = row.key if row is not None and revealed.secret(row.key) is not None else None
+        if key is None and len(revealed.keys) == 1:
+            key = revealed.keys[0]
+        if key is None:
+            self.notify("Reveal the field first (v), then copy it.", markup=False)
+            return
+        self.app.copy_to_clipboard(revealed.secret(key).reveal())
+        self.notify(f"Copied {key} to the clipboard (OSC 52; the terminal must allow it).", markup=False)
+
+    # --- writes (--write) ---------------------------------------------------------------
+    def action_change_status(self) -> None:
+        if self.detail is None:
+            return
+        detail = self.detail
+
+        def chosen(status):
+            if status and status != detail.status:
+                prompt = Text(f"Set the status of installation {detail.id} to {status}?")
+                self.app.push_screen(ConfirmScreen(prompt, "Change status"),
+                                     lambda yes: yes and self._write(
+                                         lambda service: service.set_status(detail.id, status),
+                                         f"Installation {detail.id} is now {status}."))
+
+        self.app.push_screen(ChoiceScreen(Text(f"Status of installation {detail.id}"), list(APP_STATUSES),
+                                          detail.status), chosen)
+
+    def action_edit_field(self) -> None:
+        row = self.current_row()
+        if row is None or self.detail is None:
+            return
+        if row.is_secret:
+            self.notify("A secret field: use k to set it (typed masked, encrypted).", markup=False)
+            return
+        detail = self.detail
+        current = row.stored if isinstance(row.stored, str) else ""
+
+        def typed(value):
+            if value is None or value == current:
+                return
+            prompt = Text(f"Set {row.label} ({row.key}) of installation {detail.id} to ")
+            prompt.append(repr(value), style="bold")
+            prompt.append("?")
+            self.app.push_screen(ConfirmScreen(prompt, "Save"),
+                                 lambda yes: yes and self._write(
+                                     lambda service: service.update_config(detail.id, {row.key: value}),
+                                     f"{row.label} saved."))
+
+        self.app.push_screen(InputScreen(Text(f"{row.label} ({row.key}, {row.type})"), current), typed)
+
+    def action_set_secret(self) -> None:
+        row = self.current_row()
+        if row is None or self.detail is None:
+            return
+        app = self.app.source.app(self.detail.app_id)
+        field = app.field(row.key) if app is not None else None
+        if field is None or not field.is_secret:
+            self.notify("Not a password field of this app: use e to edit it.", markup=False)
+            return
+        detail = self.detail
+
+        def typed(value):
+            if not value:
+                return
+            try:
+                fingerprint = self.app.source.keyring.current.fingerprint
+            except ToolkitError as exc:
+                self.notify(exc.one_line(), severity="error", markup=False)
+                return
+            prompt = Text(f"Set {row.label} ({row.key}) of installation {detail.id}? "
+                          f"It is encrypted with the current key ({fingerprint}).")
+            self.app.push_screen(ConfirmScreen(prompt, "Set secret"),
+                                 lambda yes: yes and self._write(
+                                     lambda service: service.update_config(detail.id, {row.key: value}),
+                                     f"{row.label} set (encrypted)."))
+
+        self.app.push_screen(InputScreen(Text(f"New value for {row.label} ({row.key}) — input is masked"),
+                                         password=True), typed)
+
+    def action_uninstall(self) -> None:
+        if self.detail is None:
+            return
+        detail = self.detail
+        prompt = Text(f"Uninstall {self.app.source.app_name(detail.app_id)} for {detail.user.email}? "
+                      f"This deletes installation {detail.id} and its config.")
+        self.app.push_screen(ConfirmScreen(prompt, "Uninstall", danger=True),
+                             lambda yes: yes and self._write(
+                                 lambda service: service.uninstall(detail.id),
+                                 f"Installation {detail.id} uninstalled.", removed=True))
+
+    def _write(self, call, done: str, *, removed: bool = False) -> None:
+        source = self.app.source
+
+        def job(database):
+            call(source.config_service())
+            return Written(done, removed=removed)
+
+        self.fetch("write", job)
+
+    def show_write(self, written: Written) -> None:
+        self.notify(written.message, markup=False)
+        self.app.data_changed()
+        if written.removed:
+            self.app.pop_screen()
+        else:
+            self.reload()
+
+    def failed_write(self, message: str) -> None:
+        self.notify(message, title="Not saved", severity="error", markup=False)

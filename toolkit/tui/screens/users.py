@@ -1,0 +1,52 @@
+"""The users list (never their password): enter lists that user's installations."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from ... import browse
+from .. import cells
+from ..filters import FilterQuery
+from ..widgets import Column
+from .installations import ListScreen
+
+
+class UsersScreen(ListScreen):
+    TITLE = "Users"
+    FILTER_KEYS = ("email", "role")
+    FILTER_HINT = "role:admin  (words match the email; enter applies)"
+    BINDINGS = ListScreen.BINDINGS + [Binding("enter", "open", "Installations", show=True)]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_list()
+        yield from self.compose_table()
+
+    def columns(self) -> list[Column]:
+        return [
+            Column("id", "ID", lambda r: Text(str(r.id), justify="right"), "id"),
+            Column("email", "Email", lambda r: cells.text(r.email), "email"),
+            Column("name", "Name", lambda r: cells.text(r.name), "name"),
+            Column("role", "Role", lambda r: cells.text(r.role, "bold" if r.role == "admin" else ""), "role"),
+            Column("created", "Created", lambda r: cells.timestamp(r.created_at), "created"),
+            Column("installations", "Installations", lambda r: Text(str(r.installations), justify="right")),
+        ]
+
+    def lister(self):
+        return browse.list_users
+
+    def browse_filter(self):
+        return browse.UserFilter(email=self.query_filter.email, role=self.query_filter.role)
+
+    def action_open(self) -> None:
+        row = self.table.current
+        if row is not None:
+            self.app.show_installations(FilterQuery(user_id=row.id), label=row.email)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        row = self.table.rows_by_key.get(event.row_key.value)
+        if row is not None:
+            self.app.show_installations(FilterQuery(user_id=row.id), label=row.email)
