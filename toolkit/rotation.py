@@ -1,0 +1,268 @@
+"""Key rotation: re-encrypt every secret stored under a previous key with the current key.
+
+Which values: the fields the registry declares as `password`, nothing else (a non-password
+field holding a ciphertext is the audit's `field.unexpected-ciphertext`, not rotation's
+business). Each value is classified by `keyring.inspect`:
+
+    previous       decrypted with that previous key, re-encrypted under the current key
+                   with a fresh random IV — the exact plaintext BYTES, so a value that is not
+                   valid UTF-8 (or is itself a ciphertext-looking string) comes out as the
+                   app wrote it
+    current        left alone (counted "already current"; `include_current` re-encrypts
+                   these too, with fresh IVs — the remedy for `secret.nonce-reuse`)
+    undecryptable, malformed, plaintext
+                   never written: skipped and counted by reason (DESIGN.md §2: a failed
+                   decrypt is not "probably plaintext")
+
+The writing — pages, compare-and-swap on the old ciphertexts, retries, resumability, the
+pooler rules — is `_rewrite.run_rewrite`, shared with repairs. Rotation leaves `updated_at`
+alone: the app reads exactly the same values afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from . import _rewrite
+from .crypto import Keyring, format_ciphertext
+from .errors import ConfigError
+
+ROTATED = "rotated"
+CURRENT = "current"
+SKIP_REASONS = ("undecryptable", "malformed", "plaintext")
+UNKNOWN_APP = "row:app.unknown"  # rows whose app the registry does not know: fields unknown
+NOT_OBJECT = "row:config.not-object"
+_FROM = "from:"  # "from:1" = rotated from previous #1
+_FROM_LABELS = tuple(f"{_FROM}{i}" for i in range(16))
+_GCM_TAG = 16
+DEFAULT_BATCH_SIZE = _rewrite.DEFAULT_BATCH_SIZE
+DEFAULT_WORKERS = 1  # cryptography's AESGCM appends the 16-byte tag to the ciphertext
+
+
+def check_keyring(keyring: Keyring, *, include_current: bool = False) -> None:
+    """Refuse a keyring rotation cannot work with, before touching anything."""
+    keyring.current  # noqa: B018 — ConfigError "ENCRYPTION_KEY is not set"
+    if not keyring.previous and not include_current:
+        raise ConfigError(
+            "ENCRYPTION_KEY_PREVIOUS is not set: there is no previous key to rotate from",
+            hint="set ENCRYPTION_KEY to the new key and ENCRYPTION_KEY_PREVIOUS to the old one(s), comma-separated",
+        )
+    seen = {}
+    for key in keyring.keys:  # Keyring.from_materials refuses this too; a hand-built one may not
+        if key.material in seen:
+            raise ConfigError(f"{_variable(key.index)} is the same key as {_variable(seen[key.material])}",
+                              hint="the current key must be new: generate one with `toolkit keys generate`")
+        seen[key.material] = key.index
+
+
+class Sealer:
+    """Encrypt plaintext bytes under the current key, exactly as the app's crypto.ts does.
+
+    Bytes, not text: `Keyring.encrypt` takes a str (and rightly refuses ciphertext-looking
+    input), but rotation must carry the decrypted bytes over unchanged, whatever they are.
+    """
+
+    _POOL = 4096  # IVs drawn per os.urandom call: one system call per value adds up over millions
+
+    def __init__(self, keyring: Keyring):
+        self._aead = AESGCM(keyring.current.material)
+        self._iv_length = keyring.iv_length
+        self._ivs = b""
+        self._next = 0
+
+    def __call__(self, plaintext: bytes) -> str:
+        start = self._next
+        if start >= len(self._ivs):
+            # Fresh randomness for every IV all the same: the pool is never reused or shared.
+            self._ivs = os.urandom(self._iv_length * self._POOL)
+            start = 0
+        self._next = start + self._iv_length
+        iv = self._ivs[start:self._next]
+        sealed = self._aead.encrypt(iv, plaintext, None)
+        return format_ciphertext(iv, sealed[-_GCM_TAG:], sealed[:-_GCM_TAG])
+
+
+class RotationPlanner:
+    """Per row: which password values to re-encrypt, with the old ciphertexts as the condition."""
+
+    def __init__(self, secret_keys: dict, keyring: Keyring, *, include_current: bool = False):
+        self._args = (secret_keys, keyring, include_current)
+        self.secret_keys = secret_keys  # app id -> its password field keys
+        if include_current:
+            self.inspect, self._original_index = keyring.inspect, None
+        else:
+            # While a rotation runs most values are under a previous key, and a GCM open under
+            # the wrong key costs a raised InvalidTag: probe with the previous keys first.
+            # (`_original_index` maps the probe's key index back to the keyring's.)
+            order = keyring.keys[1:] + keyring.keys[:1]
+            probe = Keyring.from_materials([key.material for key in order], iv_length=keyring.iv_length)
+            self.inspect, self._original_index = probe.inspect, [key.index for key in order]
+        self.seal = Sealer(keyring)
+        self.include_current = include_current
+
+    def __reduce__(self):  # to worker processes; AESGCM objects are rebuilt there
+        secret_keys, keyring, include_current = self._args
+        return (_rebuild_planner, (secret_keys, keyring, include_current))
+
+    @classmethod
+    def from_registry(cls, registry, keyring, **kwargs) -> "RotationPlanner":
+        return cls({app.id: app.secret_keys for app in registry}, keyring, **kwargs)
+
+    def plan(self, row: _rewrite.Row) -> _rewrite.Plan:
+        keys = self.secret_keys.get(row.app_id)
+        if keys is None:
+            return _rewrite.Plan(None, (UNKNOWN_APP,))
+        config = row.config
+        if not isinstance(config, dict):
+            return _rewrite.Plan(None, (NOT_OBJECT,) if config is not None else ())
+        expect = {}
+        patch = {}
+        tally = []
+        for key in keys:
+            value = config.get(key)
+            if value is None or value == "":
+                continue  # an optional secret left blank: nothing stored, nothing to rotate
+            status = self.inspect(value)
+            index = status.key_index
+            if index is None:
+                tally.append(status.kind)  # undecryptable, malformed (incl. non-string), plaintext
+                continue
+            if self._original_index is not None:
+                index = self._original_index[index]
+            if index == 0 and not self.include_current:
+                tally.append(CURRENT)
+                continue
+            expect[key] = value
+            patch[key] = self.seal(status.plaintext)
+            tally.append(ROTATED)
+            tally.append(_FROM_LABELS[index] if index < len(_FROM_LABELS) else f"{_FROM}{index}")
+        if not patch:
+            return _rewrite.Plan(None, tuple(tally))
+        return _rewrite.Plan(_rewrite.Change(row.id, expect=expect, patch=patch), tuple(tally))
+
+
+@dataclasses.dataclass
+class RotationReport:
+    result: _rewrite.RewriteResult
+    keys: dict  # label -> fingerprint, current first
+    include_current: bool = False
+
+    @property
+    def rotated(self) -> int:
+        return self.result.tally[ROTATED]
+
+    @property
+    def already_current(self) -> int:
+        return self.result.tally[CURRENT]
+
+    @property
+    def skipped(self) -> dict:
+        return {reason: self.result.tally[reason] for reason in SKIP_REASONS}
+
+    @property
+    def complete(self) -> bool:
+        """Every row was settled (none left behind by concurrent writes)."""
+        return not self.result.left
+
+    def as_dict(self) -> dict:
+        r = self.result
+        labels = list(self.keys)
+        return {
+            "dry_run": r.dry_run,
+            "complete": self.complete,
+            "keys": self.keys,
+            "values": {
+                "rotated": self.rotated,
+                "rotated_from": {labels[int(k[len(_FROM):])]: n for k, n in sorted(r.tally.items())
+                                 if k.startswith(_FROM)},
+                "already_current": self.already_current,
+                "skipped": self.skipped,
+            },
+            "rows": {
+                "scanned": r.rows_scanned,
+                "changed": r.rows_changed,
+                "unknown_app": r.tally[UNKNOWN_APP],
+                "config_not_object": r.tally[NOT_OBJECT],
+                "deleted_meanwhile": r.gone,
+            },
+            "conflicts": {"retried": r.conflicts, "left": len(r.left), "left_ids": sorted(r.left)},
+            "batches": r.batches,
+            "seconds": round(r.elapsed, 3),
+        }
+
+    def render(self) -> str:
+        data = self.as_dict()
+        values, rows, conflicts = data["values"], data["rows"], data["conflicts"]
+        verb = "would re-encrypt" if self.result.dry_run else "re-encrypted"
+        sources = ", ".join(f"{n} from {label} ({self.keys[label]})" for label, n in values["rotated_from"].items())
+        current = list(self.keys.items())[0]
+        lines = [
+            f"{'Dry run: ' if self.result.dry_run else ''}{verb} {values['rotated']} values "
+            f"under the current key ({current[1]}){': ' + sources if sources else ''}.",
+            f"already under the current key: {values['already_current']}",
+        ]
+        skipped = values["skipped"]
+        lines.append("skipped (never written): " + ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+                     + ("  — see `toolkit audit --code secret`" if any(skipped.values()) else ""))
+        extra = []
+        if rows["unknown_app"]:
+            extra.append(f"{rows['unknown_app']} rows of apps not in the registry skipped")
+        if rows["config_not_object"]:
+            extra.append(f"{rows['config_not_object']} rows whose config is not an object skipped")
+        if rows["deleted_meanwhile"]:
+            extra.append(f"{rows['deleted_meanwhile']} rows deleted meanwhile")
+        lines.append(f"rows: {rows['scanned']} scanned, {rows['changed']} {'to change' if self.result.dry_run else 'changed'}"
+                     + "".join(f", {e}" for e in extra) + f" ({data['batches']} batches, {data['seconds']} s)")
+        if conflicts["retried"] or conflicts["left"]:
+            lines.append(f"concurrent writes: {conflicts['retried']} compare-and-swap misses retried, "
+                         f"{conflicts['left']} rows left")
+        if conflicts["left"]:
+            shown = ", ".join(map(str, conflicts["left_ids"][:20]))
+            lines.append(f"rows still changing, left for the next run: {shown}{', …' if conflicts['left'] > 20 else ''}"
+                         " — run `toolkit keys rotate` again")
+        elif not self.result.dry_run:
+            lines.append("next: `toolkit keys status` — a previous key that authenticates 0 values can be retired")
+        return "\n".join(lines)
+
+
+def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, include_current: bool = False,
+           batch_size: int = DEFAULT_BATCH_SIZE, max_retries: int = _rewrite.DEFAULT_MAX_RETRIES,
+           workers: int = DEFAULT_WORKERS, progress=None, after_batch=None) -> RotationReport:
+    """Rotate every password value to the current key (or, with `dry_run`, count what would be).
+
+    Raises ConfigError for a keyring rotation cannot use and DatabaseError when the database
+    refuses writes — both before any row is written.
+    """
+    check_keyring(keyring, include_current=include_current)
+    planner = RotationPlanner.from_registry(registry, keyring, include_current=include_current)
+    options = {"batch_size": batch_size, "dry_run": dry_run, "max_retries": max_retries}
+    factory = _rewrite.store_factory(database, read_only=dry_run)
+    with factory() as store:
+        if not dry_run:
+            store.check_writable()
+        parallel = workers > 1 and isinstance(store, _rewrite.PostgresStore)
+        if parallel:
+            bounds = store.id_bounds()
+        else:
+            result = _rewrite.run_rewrite(store, planner, progress=progress, after_batch=after_batch, **options)
+    if parallel:
+        result = _rewrite.run_parallel(factory, planner, workers=workers, id_bounds=bounds, progress=progress, **options)
+    keys = {key.label: key.fingerprint for key in keyring.keys}
+    return RotationReport(result, keys, include_current)
+
+
+def count_rows(database) -> int:
+    """Rows a rotation will read (for a progress bar)."""
+    with _rewrite.store_factory(database, read_only=True)() as store:
+        return store.count()
+
+
+def _rebuild_planner(secret_keys, keyring, include_current):
+    return RotationPlanner(secret_keys, keyring, include_current=include_current)
+
+
+def _variable(index: int) -> str:
+    return "ENCRYPTION_KEY" if index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{index}"
