@@ -209,16 +209,16 @@ class RotationReport:
                      + ("  — see `toolkit audit --code secret`" if any(skipped.values()) else ""))
         extra = []
         if rows["unknown_app"]:
-            extra.append(f"{rows['unknown_app']} rows of apps not in the registry skipped")
+            extra.append(f"{_rows(rows['unknown_app'])} of apps not in the registry skipped")
         if rows["config_not_object"]:
-            extra.append(f"{rows['config_not_object']} rows whose config is not an object skipped")
+            extra.append(f"{_rows(rows['config_not_object'])} whose config is not an object skipped")
         if rows["deleted_meanwhile"]:
-            extra.append(f"{rows['deleted_meanwhile']} rows deleted meanwhile")
+            extra.append(f"{_rows(rows['deleted_meanwhile'])} deleted meanwhile")
         lines.append(f"rows: {rows['scanned']} scanned, {rows['changed']} {'to change' if self.result.dry_run else 'changed'}"
                      + "".join(f", {e}" for e in extra) + f" ({data['batches']} batches, {data['seconds']} s)")
         if conflicts["retried"] or conflicts["left"]:
             lines.append(f"concurrent writes: {conflicts['retried']} compare-and-swap misses retried, "
-                         f"{conflicts['left']} rows left")
+                         f"{_rows(conflicts['left'])} left")
         if conflicts["left"]:
             shown = ", ".join(map(str, conflicts["left_ids"][:20]))
             lines.append(f"rows still changing, left for the next run: {shown}{', …' if conflicts['left'] > 20 else ''}"
@@ -262,6 +262,10 @@ def count_rows(database) -> int:
 
 def _rebuild_planner(secret_keys, keyring, include_current):
     return RotationPlanner(secret_keys, keyring, include_current=include_current)
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'' if n == 1 else 's'}"
 
 
 def _variable(index: int) -> str:

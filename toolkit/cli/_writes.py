@@ -1,0 +1,42 @@
+"""What the commands that write (`keys rotate`, `repair`) share: confirmation, progress, summary."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import click
+
+from ..errors import ExitCode, UsageError
+
+
+def confirm_or_refuse(prompt: str, *, yes: bool, what: str) -> None:
+    """Ask on the terminal unless `yes`; without a terminal, refuse (exit 2) rather than guess."""
+    if yes:
+        return
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UsageError(f"refusing to {what} without confirmation: standard input is not a terminal",
+                         hint="pass --yes (and run with --dry-run first)")
+    click.confirm(prompt, abort=True, err=True)
+
+
+@contextlib.contextmanager
+def progress_bar(count_rows, label: str):
+    """A progress bar on stderr when it is a terminal; yields `advance(n)` (None otherwise)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=count_rows(), label=label, file=sys.stderr, show_pos=True) as bar:
+        yield bar.update
+
+
+def exit_with_report(report, as_json: bool) -> None:
+    """Print the summary (text or JSON) to stdout; exit 1 when rows were left for the next run."""
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(report.render())
+    if not report.complete:
+        click.get_current_context().exit(int(ExitCode.FINDINGS))
