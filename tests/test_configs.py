@@ -393,6 +393,25 @@ def test_status_change_by_someone_else_is_a_conflict(backend, service):
     assert backend.row(installation.id)[3] == "configured" and "apiKey" in backend.row(installation.id)[4]
 
 
+def test_any_object_with_id_config_status_is_a_snapshot(backend, service):
+    """The dashboard passes its own InstallationDetail; only .id, .config, .status matter."""
+    from types import SimpleNamespace
+
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    seen = SimpleNamespace(id=installation.id, config=dict(installation.config), status="installed")
+    service.update_config(installation.id, {"region": "us"}, expected=seen)
+    with pytest.raises(ConflictError):
+        service.update_config(installation.id, {"region": "eu"}, expected=seen)
+    assert backend.row(installation.id)[4]["region"] == "us"
+
+
+def test_an_empty_change_writes_nothing(backend, service):
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    before = backend.row(installation.id)
+    assert service.update_config(installation.id, {}).config == installation.config
+    assert backend.row(installation.id) == before
+
+
 def test_snapshot_of_a_deleted_installation(backend, service):
     installation = service.install(add_user(backend), "stripe", GOOD)
     backend.other().execute_sql(f"DELETE FROM app_installations WHERE id = {installation.id}")

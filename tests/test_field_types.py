@@ -9,8 +9,11 @@ import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolkit.registry import FieldDefinition, SelectOption, check_value
+from toolkit.registry._field_types import _URL_FAST, _check_url_fully
 
 
 def field(type_, *, pattern=None, options=(), required=False):
@@ -100,6 +103,16 @@ def test_url_pattern_applies_on_top_of_the_type():
     assert_valid(f, "https://example.com", "HTTPS://EXAMPLE.COM".lower())
     assert "pattern" in check_value(f, "http://example.com")
     assert "http(s)" in check_value(f, "ftp://example.com")  # type rule first
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.from_regex(_URL_FAST, fullmatch=True),
+    st.text(alphabet="hpst:/.[]@?#%-_ aA0é", max_size=30).map(lambda s: "https://" + s),
+))
+def test_url_fast_path_never_accepts_what_the_full_check_refuses(value):
+    # The one-regex fast path is an optimisation: it may only say yes where urlsplit would.
+    assert (check_value(field("url"), value) is None) == (_check_url_fully(value) is None)
 
 
 # --- email ---

@@ -347,6 +347,8 @@ def test_definitions_can_be_built_in_code():
 def test_cli_check_valid_file(capsys):
     code = main(["registry", "check", str(FIXTURES / "valid.json")])
     out, err = capsys.readouterr()
+    assert main(["registry", "check", str(FIXTURES / "invalid-many.json").replace("invalid-many", "one-app")]) == 0
+    assert ": ok — 1 app, 1 field (1 secret, 1 required)" in capsys.readouterr().out
     assert code == 0
     assert out.startswith(f"{FIXTURES / 'valid.json'}: ok — 3 apps, 10 fields (2 secret, 5 required)")
     assert "*apiKey (password, secret)" in out and "logo (image → text)" in out

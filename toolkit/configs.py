@@ -12,8 +12,10 @@ Every write (scripts, the dashboard, notebooks) goes through `ConfigService`:
 
 What "what the caller read" means: a UI shows a row, the operator edits for a minute, then
 saves. Pass that row (`expected=installation`) and a change someone else made meanwhile is
-refused instead of overwritten. Without `expected`, the service reads the row inside the
-write and the CAS protects only that short window.
+refused instead of overwritten. `expected` is any object with `.id`, `.config` and `.status`
+as read: an `AppInstallation`, the dashboard's `browse.InstallationDetail`, or what a write
+returned (each write returns the new row: the next `expected`). Without `expected`, the
+service reads the row inside the write and the CAS protects only that short window.
 
 Equality is semantic: jsonb `=` on PostgreSQL (key order and spacing do not matter); on
 SQLite the write holds the database's write lock (BEGIN IMMEDIATE) from the read to the
@@ -34,7 +36,7 @@ from collections.abc import Callable, Mapping
 import peewee
 from peewee import EXCLUDED, Cast, Value, fn
 
-from .db import APP_STATUSES, AppInstallation, is_postgres, translate_errors
+from .db import APP_STATUSES, AppInstallation, is_postgres, read_only, translate_errors
 from .errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
 from .registry import (
     CONFIG_NON_STRING,
@@ -102,11 +104,11 @@ class ConfigService:
     # --- reads ------------------------------------------------------------------------
     def get(self, installation_id: int) -> AppInstallation:
         """The installation as stored now (config as stored: secrets encrypted)."""
-        with translate_errors(self.database), self.database.atomic():
+        with translate_errors(self.database), read_only(self.database):
             return self._read(installation_id).model()
 
     def find(self, user_id: int, app_id: str) -> AppInstallation | None:
-        with translate_errors(self.database), self.database.atomic():
+        with translate_errors(self.database), read_only(self.database):
             row = self._read_by_user_app(user_id, app_id)
             return row.model() if row else None
 
@@ -189,6 +191,8 @@ class ConfigService:
                     f"installation {installation_id}'s config is not a JSON object; repair it before updating",
                     problems=[Problem(CONFIG_NOT_OBJECT, None, "config is not an object")],
                 )
+            if not changes:
+                return row.model()  # nothing to write
             problems = self._change_problems(app, changes)
             if status == "configured":
                 problems += [

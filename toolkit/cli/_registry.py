@@ -61,7 +61,7 @@ def _print_text(loaded) -> None:
     summary = loaded.summary()
     where = summary["path"] or "registry"
     click.echo(
-        f"{where}: ok — {summary['apps']} apps, {summary['fields']} fields "
+        f"{where}: ok — {_count(summary['apps'], 'app')}, {_count(summary['fields'], 'field')} "
         f"({summary['secret_fields']} secret, {summary['required_fields']} required)"
     )
     width = max((len(app.id) for app in loaded), default=0)
@@ -79,6 +79,10 @@ def _print_text(loaded) -> None:
                 details += f", pattern {field.pattern}"
             click.echo(f"  {'':<{width}}    {marks}{field.key} ({details})")
     click.echo("  (* required)")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _as_json(loaded) -> dict:

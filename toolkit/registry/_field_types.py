@@ -121,6 +121,10 @@ def _check_url(field, value: str) -> str | None:
     fast = _URL_FAST.fullmatch(value)
     if fast is not None and (fast.group(1) is None or int(fast.group(1)) <= 65535):
         return None
+    return _check_url_fully(value)
+
+
+def _check_url_fully(value: str) -> str | None:
     if _URL_FORBIDDEN.search(value):
         return "not a valid URL: contains whitespace or control characters"
     try:
