@@ -7,7 +7,9 @@ ever holds a plaintext. Leaving the screen (escape, switching screens, another s
 top) forgets every revealed value; dialogs and the command palette over it do not.
 
 With `--write`: change the status, edit a non-secret field, set a secret (masked input,
-encrypted with the current key by the config service), uninstall — each after a confirmation.
+encrypted with the current key by the config service), uninstall — each after a confirmation,
+each a compare-and-swap against the row this screen loaded (a change made meanwhile by
+someone else is refused with a message, never overwritten).
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ class InstallationScreen(DataScreen):
                 prompt = Text(f"Set the status of installation {detail.id} to {status}?")
                 self.app.push_screen(ConfirmScreen(prompt, "Change status"),
                                      lambda yes: yes and self._write(
-                                         lambda service: service.set_status(detail.id, status),
+                                         lambda service: service.set_status(detail.id, status, expected=detail),
                                          f"Installation {detail.id} is now {status}."))
 
         self.app.push_screen(ChoiceScreen(Text(f"Status of installation {detail.id}"), list(APP_STATUSES),
@@ -232,7 +234,7 @@ class InstallationScreen(DataScreen):
             prompt.append("?")
             self.app.push_screen(ConfirmScreen(prompt, "Save"),
                                  lambda yes: yes and self._write(
-                                     lambda service: service.update_config(detail.id, {row.key: value}),
+                                     lambda service: service.update_config(detail.id, {row.key: value}, expected=detail),
                                      f"{row.label} saved."))
 
         self.app.push_screen(InputScreen(Text(f"{row.label} ({row.key}, {row.type})"), current), typed)
@@ -260,7 +262,7 @@ class InstallationScreen(DataScreen):
                           f"It is encrypted with the current key ({fingerprint}).")
             self.app.push_screen(ConfirmScreen(prompt, "Set secret"),
                                  lambda yes: yes and self._write(
-                                     lambda service: service.update_config(detail.id, {row.key: value}),
+                                     lambda service: service.update_config(detail.id, {row.key: value}, expected=detail),
                                      f"{row.label} set (encrypted)."))
 
         self.app.push_screen(InputScreen(Text(f"New value for {row.label} ({row.key}) — input is masked"),
@@ -274,7 +276,7 @@ class InstallationScreen(DataScreen):
                       f"This deletes installation {detail.id} and its config.")
         self.app.push_screen(ConfirmScreen(prompt, "Uninstall", danger=True),
                              lambda yes: yes and self._write(
-                                 lambda service: service.uninstall(detail.id),
+                                 lambda service: service.uninstall(detail.id, expected=detail),
                                  f"Installation {detail.id} uninstalled.", removed=True))
 
     def _write(self, call, done: str, *, removed: bool = False) -> None:
