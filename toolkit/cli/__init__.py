@@ -83,7 +83,8 @@ def cli(ctx, database_url, registry_path):
 def main(argv=None) -> int:
     """Entry point of the console script and `python -m toolkit`."""
     try:
-        cli.main(args=argv, prog_name="toolkit", standalone_mode=False)
+        # Without standalone mode click returns `ctx.exit(code)`'s code instead of raising.
+        result = cli.main(args=argv, prog_name="toolkit", standalone_mode=False)
     except ToolkitError as exc:
         click.echo(f"error: {exc.one_line()}", err=True)
         return int(exc.exit_code)
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    return int(ExitCode.OK)
+    return result if isinstance(result, int) else int(ExitCode.OK)
 
 
 def run() -> None:
