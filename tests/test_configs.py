@@ -494,3 +494,23 @@ def test_default_clock_is_naive_utc_with_milliseconds():
     now = utc_now()
     assert now.tzinfo is None and now.microsecond % 1000 == 0
     assert abs(now - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)) < dt.timedelta(seconds=5)
+
+
+# --- the SQL a write sends (peewee logs every statement at DEBUG) ---
+
+def test_update_is_one_read_and_one_compare_and_swap_update(backend, service, caplog):
+    import logging
+
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        service.update_config(installation.id, {"region": "us"})
+    statements = [record.msg[0] for record in caplog.records if record.name == "peewee"]
+    verbs = [sql.split()[0] for sql in statements]
+    assert verbs == ["SELECT", "UPDATE", "SELECT"]  # read, CAS write, the returned row
+    update = statements[1]
+    assert '"app_installations"."id" =' in update or '"id" =' in update
+    if backend.kind == "postgres":
+        assert 'CAST(%s AS jsonb)' in update and '"config" = CAST(%s AS jsonb)' in update
+    else:
+        assert '"config" = ?' in update
+    assert '"status" = ' in update.split("WHERE", 1)[1]
