@@ -12,7 +12,7 @@ from ..audit import CODES, SEVERITIES, Report, select_codes
 from . import _html
 from ._pandas import require_pandas
 from ._table import Table
-from ._text import text_table
+from ._text import plural, text_table
 
 FINDING_COLUMNS = ("severity", "code", "installation_id", "user_id", "app_id", "field", "message")
 SHOWN_FINDINGS = 20
@@ -53,7 +53,8 @@ class AuditResult:
                     ("installation_id", installation_id), ("user_id", user_id), ("field", field))
         described = ", ".join(f"{k}={v!r}" for k, v in criteria if v is not None)
         checked = self.checked_codes if codes is None else tuple(c for c in self.checked_codes if c in codes)
-        result = AuditResult(kept, {"codes": checked}, title=f"{self.title}, where {described}" if described else self.title)
+        joiner = " and " if ", where " in self.title else ", where "
+        result = AuditResult(kept, {"codes": checked}, title=f"{self.title}{joiner}{described}" if described else self.title)
         result.installations_read = None  # a subset: "installations read" no longer describes it
         return result
 
@@ -79,9 +80,9 @@ class AuditResult:
     @property
     def headline(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in self.by_severity.items())
-        where = f" in {len(self.installation_ids)} installations"
+        where = f" in {plural(len(self.installation_ids), 'installation')}"
         read = f" (of {self.installations_read} read)" if self.installations_read is not None else ""
-        return f"{self.title}: {len(self.findings)} findings ({counts}){where}{read}"
+        return f"{self.title}: {plural(len(self.findings), 'finding')} ({counts}){where}{read}"
 
     def codes(self, *, all_codes: bool = False) -> Table:
         """Count per code with severity and hint; only codes found unless `all_codes`."""

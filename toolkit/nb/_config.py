@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import inspection
 from . import _html
 from ._pandas import frame
-from ._text import text_table
+from ._text import plural, text_table
 
 COLUMNS = ("field", "label", "type", "value", "state", "key")
 
@@ -66,7 +66,8 @@ class ConfigResult:
     @property
     def headline(self) -> str:
         secrets = sum(1 for f in self.view.fields if f.is_secret)
-        return f"Installation {self.view.id}: {len(self.view.fields)} fields, {secrets} secret (masked)"
+        return (f"Installation {self.view.id}: {plural(len(self.view.fields), 'field')}, "
+                f"{secrets} secret{'' if secrets == 1 else 's'} (masked)")
 
     def __repr__(self) -> str:
         lines = [self.headline]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import _html
 from ._table import Table
-from ._text import text_table
+from ._text import plural, text_table
 
 COLUMNS = ("key", "fingerprint", "values", "retirable")
 
@@ -36,20 +36,21 @@ class KeyStatus:
     @property
     def headline(self) -> str:
         u = self.usage
-        return (f"{u.values} stored secrets in {u.installations} installations "
-                f"({u.empty} empty, {u.unknown_app} installations of unknown apps skipped)")
+        return (f"{plural(u.values, 'stored secret')} in {plural(u.installations, 'installation')} "
+                f"({u.empty} empty; {plural(u.unknown_app, 'installation')} of apps not in the registry skipped)")
 
     def advice(self) -> list[str]:
         u = self.usage
         lines = []
         for key, count in zip(u.keyring.previous, u.per_key[1:]):
             if count:
-                lines.append(f"{key.label} ({key.fingerprint}) still authenticates {count} values: "
+                lines.append(f"{key.label} ({key.fingerprint}) still authenticates {plural(count, 'value')}: "
                              "rotate before retiring it.")
             else:
                 lines.append(f"{key.label} ({key.fingerprint}) authenticates no value: it can be retired.")
         if u.undecryptable:
-            lines.append(f"{u.undecryptable} values decrypt under no key: audit code secret.undecryptable.")
+            lines.append(f"{plural(u.undecryptable, 'value')} decrypt{'s' if u.undecryptable == 1 else ''} under no key: "
+                         "audit code secret.undecryptable.")
         return lines
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import _html
 from ._table import Table
-from ._text import text_table
+from ._text import plural, text_table
 
 
 class RotationPlan:
@@ -39,17 +39,17 @@ class RotationPlan:
     def headline(self) -> str:
         rows = self.report["rows"]
         current = next(iter(self.report["keys"].items()))
-        return (f"Dry run: would re-encrypt {self.would_rotate} values under the current key "
-                f"({current[1]}), changing {rows['changed']} of {rows['scanned']} installations; "
+        return (f"Dry run: would re-encrypt {plural(self.would_rotate, 'value')} under the current key "
+                f"({current[1]}), changing {rows['changed']} of {plural(rows['scanned'], 'installation')}; "
                 "nothing was written")
 
     def notes(self) -> list[str]:
         rows = self.report["rows"]
         notes = []
         if rows["unknown_app"]:
-            notes.append(f"{rows['unknown_app']} installations of apps not in the registry are skipped")
+            notes.append(f"{plural(rows['unknown_app'], 'installation')} of apps not in the registry skipped")
         if rows["config_not_object"]:
-            notes.append(f"{rows['config_not_object']} installations whose config is not an object are skipped")
+            notes.append(f"{plural(rows['config_not_object'], 'installation')} whose config is not an object skipped")
         if any(self.values["skipped"].values()):
             notes.append("skipped values are never written: see the audit's secret.* findings")
         return notes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import _html
 from ._pandas import frame
-from ._text import text_table
+from ._text import plural, text_table
 
 DISPLAY_ROWS = 25  # rows shown inline; the rest stay in the object (len, iteration, to_pandas)
 
@@ -36,6 +36,12 @@ class Table:
         i = self.columns.index(name)
         return [row[i] for row in self.rows]
 
+    def select(self, *columns: str) -> "Table":
+        """The same rows with only these columns (e.g. to leave times and user names out)."""
+        index = [self.columns.index(c) for c in columns]
+        return Table(self.title, columns, [tuple(row[i] for i in index) for row in self.rows],
+                     numeric=self.numeric & set(columns), notes=self.notes, display_rows=self.display_rows)
+
     def records(self) -> list[dict]:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
@@ -51,7 +57,7 @@ class Table:
 
     def __repr__(self) -> str:
         shown, more = self._shown()
-        parts = [f"{self.title} ({len(self.rows)} rows)"]
+        parts = [f"{self.title} ({plural(len(self.rows), 'row')})"]
         if self.rows:
             parts.append(text_table(self.columns, shown, numeric=self.numeric))
         parts += [more] if more else []
@@ -60,7 +66,7 @@ class Table:
 
     def _repr_html_(self) -> str:
         shown, more = self._shown()
-        parts = [_html.heading(f"{self.title} ({len(self.rows)} rows)")]
+        parts = [_html.heading(f"{self.title} ({plural(len(self.rows), 'row')})")]
         if self.rows:
             parts.append(_html.table(self.columns, shown, numeric=self.numeric))
         parts += [_html.note(more)] if more else []

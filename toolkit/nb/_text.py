@@ -26,3 +26,7 @@ def _text(value) -> str:
         return ""
     # One line per row: a newline in data must not break the table's shape.
     return str(value).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (words or word + 's')}"
