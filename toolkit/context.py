@@ -71,6 +71,13 @@ class Context:
                 )
         return load_registry(path)
 
+    @functools.cached_property
+    def configs(self):
+        """The write path: validated, encrypted, compare-and-swap config changes."""
+        from .configs import ConfigService
+
+        return ConfigService(self.database, self.registry, self.keyring)
+
     def close(self) -> None:
         database = self.__dict__.get("database")
         if database is not None and not database.is_closed():
