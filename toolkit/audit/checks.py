@@ -3,7 +3,8 @@
 Each takes a config, a value or the status of a stored value and returns a problem (a message,
 or `(code, message)` where one function can find several kinds) or None. They never see a
 database and never put a value in a message: they name fields, kinds and lengths only.
-`plan.py` composes them into the per-installation routine the engine runs millions of times.
+`plan.py` composes them into the per-installation routine the engine runs millions of times,
+in one pass over each config (the type rules themselves are the registry's `check_value`).
 
 Decisions this module owns (DESIGN.md §4.4 leaves them to us):
 
@@ -176,12 +177,14 @@ def config_not_object(config) -> str | None:
     return f"config is {json_kind(config)}, not a JSON object"
 
 
-def config_problems(app, config: dict, status: str) -> list[tuple[str, str | None, str]]:
-    """config.non-string, field.unknown, field.missing, field.invalid: the registry's own
-    stored-config check (one pass, `check_value` for the type rules; password values are
-    ciphertexts there and judged by `secret_problems` instead). Required fields only count
-    on `configured` installations."""
-    return [(p.code, p.field, p.message) for p in app.validate(config, status=status)]
+def config_non_string(value) -> str:
+    """config.non-string: the app's config is Record<string, string>."""
+    return f"value is {json_kind(value)}, not a string"
+
+
+def missing_message(value) -> str:
+    """field.missing (required, absent or "" on a `configured` installation)."""
+    return "required field is empty" if value == "" else "required field is missing"
 
 
 def is_blank(value: str) -> bool:

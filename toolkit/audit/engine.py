@@ -241,7 +241,7 @@ def _worker_chunk(query):
 
     global _connection
     auditor, counter = _WORKER["auditor"], _WORKER["counter"]
-    auditor.findings, auditor.ivs, auditor.rows = [], IVLog(), 0
+    auditor.reset()
 
     def tick(rows):
         with counter.get_lock():

@@ -31,13 +31,23 @@ class IVLog:
         self.rows.frombytes(rows)
 
     def add(self, iv: bytes, key_index: int, slot: int, installation_id: int, user_id: int) -> None:
-        if len(iv) == 12:
-            self.ivs += iv + _PAD
-            slot |= _SHORT_IV
-        else:
-            self.ivs += iv
-        self.meta.append(key_index << 24 | slot)
-        self.rows.append(installation_id << 32 | user_id)
+        self.adder()(iv, key_index, slot, installation_id << 32 | user_id)
+
+    def adder(self):
+        """A fast `add(iv, key_index, slot, row)` for the hot loop; `row` = id << 32 | user_id."""
+        ivs, meta_append, rows_append = self.ivs, self.meta.append, self.rows.append
+
+        def add(iv, key_index, slot, row):
+            if len(iv) == 12:
+                ivs.extend(iv)
+                ivs.extend(_PAD)
+                slot |= _SHORT_IV
+            else:
+                ivs.extend(iv)
+            meta_append(key_index << 24 | slot)
+            rows_append(row)
+
+        return add
 
     def __len__(self) -> int:
         return len(self.meta)

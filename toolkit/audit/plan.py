@@ -4,8 +4,9 @@
 is read (and, on PostgreSQL, before worker processes fork, so each inherits it). Per row it
 does the least that answers every selected code: one JSON parse, the registry's one-pass
 config check, one `keyring.inspect` per stored secret (the same result answers plaintext,
-malformed, undecryptable, stale-key and nonce reuse), and nothing on the clean path that
-allocates a finding. Findings leave as plain tuples
+malformed, undecryptable, stale-key and nonce reuse), `check_value` (the registry's type
+rules) once per distinct value of a field, and nothing on the clean path that allocates a
+finding — all in one pass over the config's keys. Findings leave as plain tuples
 `(code, installation_id, user_id, app_id, field, message)`; the engine turns them into
 `Finding`s once, at the end.
 """
@@ -13,6 +14,9 @@ allocates a finding. Findings leave as plain tuples
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from orjson import JSONDecodeError
+from orjson import loads as _loads
 
 from ..crypto import looks_encrypted
 from . import checks
@@ -25,22 +29,35 @@ _SECRET_CODES = frozenset({
 })
 _CIPHERTEXT_IN_PLAIN_FIELDS = frozenset({"field.unexpected-ciphertext", "secret.nonce-reuse"})
 _CONFIG_CODES = frozenset(ALL_CODES) - {"app.unknown", "installation.timestamps", "user.email-case-duplicate"}
+_OPEN_BRACE = (b"{", "{")
 _STATUS = {b"installed": "installed", b"configured": "configured", "installed": "installed", "configured": "configured"}
+
+
+SECRET, CHECKED, FREE = 0, 1, 2  # how a field's values are judged
+_MISS = object()
+CACHE_LIMIT = 4096  # remembered check_value results per field (select options, ports, hosts…)
+
+
+class FieldRule(NamedTuple):
+    kind: int  # SECRET (password), CHECKED (check_value has a rule), FREE (no rule at all)
+    slot: int  # numbers (app_id, key) in IV traces
+    definition: object  # FieldDefinition
+    cache: dict  # value -> check_value result; check_value is pure, values repeat a lot
 
 
 class AppPlan(NamedTuple):
     app_id: str
-    validate: object  # AppDefinition.validate
-    app: object  # AppDefinition
-    secrets: tuple  # ((key, slot), …) of the password fields
-    plain_slots: dict  # key -> slot of the other defined fields (unexpected ciphertext)
+    rules: dict  # key -> FieldRule
     required_keys: tuple
 
 
 class Auditor:
     """Audits installations one at a time; collects finding tuples and IV traces."""
 
-    def __init__(self, registry, keyring, codes=ALL_CODES):
+    def __init__(self, registry, keyring, codes=ALL_CODES, check_value=None):
+        if check_value is None:
+            from ..registry import check_value
+        self.check_value = check_value
         self.codes = frozenset(codes)
         self.inspect = keyring.inspect
         self.key_count = len(keyring)
@@ -55,18 +72,29 @@ class Auditor:
             self.plans[app_id] = plan
             # COPY hands us bytes: look the plan up without decoding every row's app_id.
             self.plans[app_id.encode("utf-8")] = plan
+        self.reset()
+
+    def reset(self) -> None:
+        """Start collecting afresh (a worker does, per chunk)."""
         self.findings: list[tuple] = []
         self.ivs = IVLog()
+        self._trace = self.ivs.adder()
         self.rows = 0
 
-    def _slot(self, app_id: str, key: str) -> int:
-        self.slots.append((app_id, key))
-        return len(self.slots) - 1
-
     def _compile(self, app_id, app) -> AppPlan:
-        secrets = tuple((f.key, self._slot(app_id, f.key)) for f in app.fields if f.is_secret)
-        plain = {f.key: self._slot(app_id, f.key) for f in app.fields if not f.is_secret}
-        return AppPlan(app_id, app.validate, app, secrets, plain, tuple(app.required_keys))
+        rules = {}
+        for field in app.fields:
+            self.slots.append((app_id, field.key))
+            if field.is_secret:
+                kind = SECRET
+            elif field.type in ("text", "textarea") and field.pattern is None:
+                # check_value has no rule for these (registry docs); skipping the call is the
+                # only shortcut taken, and test_audit_checks holds it to check_value itself.
+                kind = FREE
+            else:
+                kind = CHECKED
+            rules[field.key] = FieldRule(kind, len(self.slots) - 1, field, {})
+        return AppPlan(app_id, rules, tuple(app.required_keys))
 
     # ---- the hot path ------------------------------------------------------------------
     def audit_copy_line(self, line: bytes) -> None:
@@ -93,59 +121,93 @@ class Auditor:
         if not self.reads_config:
             return
         app_id = plan.app_id
-        config = checks.load_config(raw_config)
+        if raw_config is not None and raw_config[:1] in _OPEN_BRACE:
+            try:
+                config = _loads(raw_config)
+            except JSONDecodeError:
+                config = checks.load_config(raw_config)
+        else:
+            config = checks.load_config(raw_config)
         if config.__class__ is not dict:
             out.append(("config.not-object", installation_id, user_id, app_id, None,
                         checks.config_not_object(config)))
             return
         status = _STATUS.get(status, status)
+        rules = plan.rules
         bad = None  # fields with a finding (status.not-configured needs them)
-        problems = plan.validate(config, status=status)
-        if problems:
-            bad = set()
-            for problem in problems:
-                out.append((problem.code, installation_id, user_id, app_id,
-                            _field_name(problem.field), problem.message))
-                bad.add(problem.field)
-        if self.decrypts:
-            inspect = self.inspect
-            for key, slot in plan.secrets:
-                value = config.get(key)
-                if value.__class__ is not str or value == "":
-                    continue  # absent, blank (not set) or config.non-string: reported above
-                status_of_value = inspect(value)
-                if status_of_value.key_index is not None:
-                    self.ivs.add(status_of_value.iv, status_of_value.key_index, slot,
-                                 int(installation_id), int(user_id))
-                    if status_of_value.key_index == 0 and status_of_value.plaintext.isascii():
+        row = None  # installation_id << 32 | user_id, once a value is traced
+        decrypts, inspect, trace = self.decrypts, self.inspect, self._trace
+        for key, value in config.items():
+            rule = rules.get(key)
+            if rule is None:
+                name = checks.safe_name(key)
+                out.append(("field.unknown", installation_id, user_id, app_id, name,
+                            f"not a field of app '{app_id}'"))
+                if value.__class__ is not str:
+                    out.append(("config.non-string", installation_id, user_id, app_id, name,
+                                checks.config_non_string(value)))
+                bad = _add(bad, key)
+                continue
+            if value.__class__ is not str:
+                out.append(("config.non-string", installation_id, user_id, app_id, key,
+                            checks.config_non_string(value)))
+                bad = _add(bad, key)
+                continue
+            if value == "":
+                continue  # not set
+            kind, slot, definition, cache = rule
+            if kind == SECRET:
+                if not decrypts:
+                    continue
+                found = inspect(value)
+                key_index = found.key_index
+                if key_index is not None:
+                    if row is None:
+                        row = int(installation_id) << 32 | int(user_id)
+                    trace(found.iv, key_index, slot, row)
+                    if key_index == 0 and found.plaintext.isascii():
                         continue  # the clean path: current key, plain ASCII
-                for code, message in checks.secret_problems(status_of_value, self.key_count):
+                for code, message in checks.secret_problems(found, self.key_count):
                     out.append((code, installation_id, user_id, app_id, key, message))
-                    if bad is None:
-                        bad = set()
-                    bad.add(key)
-        if self.scans_plain:
-            plain_slots = plan.plain_slots
-            for key, value in config.items():
-                # Cheap filters first: a ciphertext has two ':' and the shape.
-                if value.__class__ is not str or value.count(":") < 2:
-                    continue
-                slot = plain_slots.get(key)
-                if slot is None or not looks_encrypted(value):
-                    continue
-                status_of_value = self.inspect(value)
-                message = checks.unexpected_ciphertext(status_of_value)
+                    bad = _add(bad, key)
+                continue
+            # A non-password value: first, was it encrypted by mistake? (cheap filters first)
+            if self.scans_plain and value.count(":") >= 2 and looks_encrypted(value):
+                found = inspect(value)
+                message = checks.unexpected_ciphertext(found)
                 if message is not None:
-                    self.ivs.add(status_of_value.iv, status_of_value.key_index, slot,
-                                 int(installation_id), int(user_id))
+                    if row is None:
+                        row = int(installation_id) << 32 | int(user_id)
+                    trace(found.iv, found.key_index, slot, row)
                     out.append(("field.unexpected-ciphertext", installation_id, user_id, app_id, key, message))
-                    if bad is None:
-                        bad = set()
-                    bad.add(key)
-        if self.checks_status and status == "installed":
+                    bad = _add(bad, key)
+                    continue
+            if kind == CHECKED:
+                message = cache.get(value, _MISS)
+                if message is _MISS:
+                    message = self.check_value(definition, value)
+                    if len(cache) < CACHE_LIMIT:
+                        cache[value] = message
+                if message is not None:
+                    out.append(("field.invalid", installation_id, user_id, app_id, key, message))
+                    bad = _add(bad, key)
+        if status == "configured":
+            for key in plan.required_keys:
+                value = config.get(key)
+                if value is None or value == "":
+                    out.append(("field.missing", installation_id, user_id, app_id, key,
+                                checks.missing_message(value)))
+        elif self.checks_status and status == "installed":
             message = checks.not_configured(status, plan.required_keys, config, bad or ())
             if message is not None:
                 out.append(("status.not-configured", installation_id, user_id, app_id, None, message))
+
+
+def _add(bad, key):
+    if bad is None:
+        return {key}
+    bad.add(key)
+    return bad
 
 
 def _str(value) -> str:
