@@ -27,10 +27,10 @@ def alter(url, *statements):
         connection.close()
 
 
-def check(url):
+def check(url, journal=False):
     database = db.open_postgres(url)
     try:
-        return schema_check.check(database)
+        return schema_check.check(database, journal=journal)
     finally:
         database.close()
 
@@ -102,6 +102,16 @@ def test_reordered_enum_labels_are_drift():
 def test_clean_on_the_apps_schema(pg_url):
     result = check(pg_url)
     assert result.ok and result.differences == ()
+
+
+@pytest.mark.postgres
+def test_notes_a_schema_that_drizzles_journal_does_not_record(pg_url):
+    # pg_url's schema comes straight from the SQL, as `drizzle-kit push` would leave it.
+    (note,) = check(pg_url, journal=True).differences
+    assert (note.severity, note.kind) == (NOTE, "migrations.untracked")
+    alter(pg_url, 'CREATE SCHEMA drizzle', 'CREATE TABLE drizzle."__drizzle_migrations" (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint)')
+    (note,) = check(pg_url, journal=True).differences
+    assert note.message == "drizzle.__drizzle_migrations does not record 0000_init: `toolkit migrate` would apply it"
 
 
 @pytest.mark.postgres
@@ -189,20 +199,20 @@ def test_cli_exit_codes_and_json(pg_url, run_cli):
     env = {"DATABASE_URL": pg_url}
     clean = run_cli("schema", "check", env=env)
     assert clean.returncode == 0, clean.stderr
-    assert clean.stdout.strip().endswith("matches the app's schema")
+    assert clean.stdout.strip().endswith("matches the app's schema (1 note(s))")
 
     alter(pg_url, "ALTER TABLE app_installations ALTER COLUMN config TYPE text", "ALTER TABLE users ADD COLUMN nickname text")
     drifted = run_cli("schema", "check", env=env)
     assert drifted.returncode == 1, drifted.stderr
     assert "drift  column app_installations.config: type is text, expected jsonb" in drifted.stdout
     assert "note   column users.nickname (text) is not in the app's schema" in drifted.stdout
-    assert "1 difference(s) from the app's schema (1 note(s))" in drifted.stdout
+    assert "1 difference(s) from the app's schema (2 note(s))" in drifted.stdout
 
     as_json = run_cli("schema", "check", "--json", env=env)
     assert as_json.returncode == 1
     data = json.loads(as_json.stdout)
-    assert data["ok"] is False and data["drift"] == 1 and data["notes"] == 1
-    assert {d["kind"] for d in data["differences"]} == {"column.type", "column.extra"}
+    assert data["ok"] is False and data["drift"] == 1 and data["notes"] == 2
+    assert {d["kind"] for d in data["differences"]} == {"column.type", "column.extra", "migrations.untracked"}
 
 
 def test_cli_needs_a_real_database(run_cli):

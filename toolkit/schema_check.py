@@ -406,6 +406,26 @@ class Result:
         }
 
 
-def check(database, expected: Schema = EXPECTED) -> Result:
+def journal_notes(database) -> list[Difference]:
+    """Notes on drizzle's journal: a schema built without it makes `migrate` fail later.
+
+    Not drift: the toolkit reads and writes fine; it is what `migrate` would do next.
+    """
+    from . import migrate
+
+    state = migrate.status(database, migrate.read_folder(migrate.BUNDLED_FOLDER))
+    subject = f"{migrate.MIGRATIONS_SCHEMA}.{migrate.MIGRATIONS_TABLE}"
+    if not state.table_exists:
+        return [Difference(NOTE, "migrations.untracked", subject, f"{subject} does not exist: the schema was not built by `drizzle-kit migrate` or `toolkit migrate` (drizzle-kit push?), so either would try to create it again")]
+    if state.pending:
+        tags = ", ".join(m.tag for m in state.pending)
+        return [Difference(NOTE, "migrations.pending", subject, f"{subject} does not record {tags}: `toolkit migrate` would apply it")]
+    return []
+
+
+def check(database, expected: Schema = EXPECTED, *, journal: bool = True) -> Result:
     """Compare the live database with `expected` (the app's schema by default)."""
-    return Result(tuple(compare(expected, introspect(database))))
+    found = compare(expected, introspect(database))
+    if journal:
+        found += journal_notes(database)
+    return Result(tuple(found))
