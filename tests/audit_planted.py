@@ -153,6 +153,7 @@ def _plant(w: _Writer) -> Planted:
                               expect=[("secret.stale-key", "apiKey")])
 
     # ---- planted findings -----------------------------------------------------------
+    s.add("sk_plain_ghost")
     w.install("app.unknown", "ghost-app", "configured", {"x": "y", "apiKey": "sk_plain_ghost"},
               expect=[("app.unknown", None)])
     w.install("not-object.string", "stripe", "configured", '"just a string"', raw=True,
@@ -204,6 +205,7 @@ def _plant(w: _Writer) -> Planted:
     w.install("secret.plaintext-blank", "mailer", "configured", {"smtpPassword": spaces},
               expect=[("secret.plaintext", "smtpPassword")])
     good = seal(live)
+    s.add(good)
     iv, tag, body = good.split(":")
     short_iv, short_tag, bad_hex = f"{iv[:20]}:{tag}:{body}", f"{iv}:{tag[:24]}:{body}", f"{iv}:{tag}:{body[:-2]}zz"
     s.update({short_iv, short_tag, bad_hex})
@@ -226,6 +228,7 @@ def _plant(w: _Writer) -> Planted:
     w.install("stale-key", "slack", "configured", {"botToken": stale, "channel": ""},
               expect=[("secret.stale-key", "botToken"), ("field.missing", "channel")], secrets=(stale,))
     reused_iv = bytes(range(100, 116))
+    s.update({reused_iv.hex(), reused_iv[:12].hex()})  # no IV in a message either
     first, second = seal("reuse one", iv=reused_iv), seal("reuse two", iv=reused_iv)
     s.update({"reuse one", "reuse two"})
     w.install("nonce.1", "stripe", "configured", {"apiKey": first, "region": "us"},

@@ -14,6 +14,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def _severity_count(n: int, severity: str) -> str:
+    return f"{n:,} info" if severity == "info" else _plural(n, severity)
+
+
 def _table(headers, rows, align_right=()) -> list[str]:
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
               for i, h in enumerate(headers)]
@@ -56,7 +60,7 @@ def _grouped(findings, lines: list[str], title: str) -> None:
 def render_text(report) -> str:
     summary = report.summary
     severities = summary["by_severity"]
-    counted = ", ".join(f"{severities.get(s, 0):,} {_PLURAL[s]}" for s in SEVERITIES)
+    counted = ", ".join(_severity_count(severities.get(s, 0), s) for s in SEVERITIES)
     where = summary.get("database", "the database")
     installations = summary.get("installations")
     read = f"{_plural(installations, 'installation')}, " if installations is not None else ""
