@@ -291,3 +291,24 @@ def test_cli_direct_url_flag_wins_over_a_pooler_database_url(empty_pg_url, run_c
     result = run_cli("migrate", "--direct-url", empty_pg_url, env={"DATABASE_URL": pooler})
     assert result.returncode == 0, result.stderr
     assert tables(empty_pg_url) == ["app_installations", "users"]
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_the_migration_files(tmp_path):
+    # In the repository toolkit/migrations is a symlink; the wheel must hold the real files.
+    import subprocess
+    import sys
+    import zipfile
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("installation_toolkit-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name: archive.read(name) for name in archive.namelist() if name.startswith("toolkit/migrations/")}
+    assert shipped == {
+        f"toolkit/migrations/{relative}": (REFERENCE / relative).read_bytes()
+        for relative in ("0000_init.sql", "meta/_journal.json", "meta/0000_snapshot.json")
+    }
