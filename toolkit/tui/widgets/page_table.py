@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,21 +30,28 @@ class PageTable(DataTable):
         self.rows_by_key: dict[str, Any] = {}
 
     def on_mount(self) -> None:
-        self._add_columns(None)
-
-    def _add_columns(self, sort) -> None:
         for column in self.specs:
-            label = Text(column.label)
-            if sort is not None and column.sort == sort.column:
-                label.append(" ▼" if sort.descending else " ▲", style="bold")
-            elif column.sort is not None:
-                label.stylize("underline")  # clickable
-            self.add_column(label, key=column.key)
+            self.add_column(self._label(column, None), key=column.key)
+        self._sort = None
+
+    @staticmethod
+    def _label(column, sort) -> Text:
+        label = Text(column.label)
+        if sort is not None and column.sort == sort.column:
+            label.append(" ▼" if sort.descending else " ▲", style="bold")
+        elif column.sort is not None:
+            label.stylize("underline")  # clickable
+            label.append("  ")  # room for the arrow: the column keeps its width when sorted
+        return label
 
     def show(self, page, *, cursor_at_end: bool = False) -> None:
         self.page = page
-        self.clear(columns=True)
-        self._add_columns(page.sort)
+        self.clear()  # rows only: the columns stay, so widths are not measured from scratch
+        if page.sort != self._sort:
+            self._sort = page.sort
+            for column in self.specs:
+                self.columns[ColumnKey(column.key)].label = self._label(column, page.sort)
+            self.refresh()
         self.rows_by_key = {}
         for row in page.rows:
             key = str(row.id)
