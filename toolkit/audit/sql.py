@@ -118,7 +118,7 @@ def installation_query(filters: Filters, known_apps=(), *, mark: str = "%s") -> 
     `timestamps` is '' unless updated_at < installed_at (then both times, for the message);
     computing it in SQL avoids parsing two timestamps per row in Python. `config` is the
     jsonb as text, or '{}' when no selected code reads it."""
-    codes = [c for c in filters.codes if c in INSTALLATION_CODES]
+    codes = [c for c in INSTALLATION_CODES if c in filters.codes]  # table order: stable SQL
     reads = set().union(*(CODES[c].reads for c in codes)) if codes else set()
     if TIMESTAMPS in reads:
         timestamps = ("CASE WHEN updated_at < installed_at THEN 'installed_at ' || installed_at"
