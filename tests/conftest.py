@@ -15,6 +15,7 @@ saying why — except under CI=true, where it fails: CI must never pass by skipp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -231,17 +232,35 @@ def drizzle_kit(node_bin) -> Path:
     """drizzle-kit from tests/node (package-lock.json pins it); `npm ci` when not installed."""
     binary = NODE_DIR / "node_modules" / ".bin" / "drizzle-kit"
     if not binary.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            unavailable("npm is not on PATH, so drizzle-kit cannot be installed")
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True,
-            check=False,
-        )
-        if result.returncode != 0 or not binary.exists():
-            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            unavailable(f"`npm ci` in tests/node failed, so drizzle-kit is missing: {detail}")
+        with _file_lock(Path("/tmp") / "toolkit-npm-ci.lock"):  # parallel workers: one npm ci
+            if not binary.exists():
+                _npm_ci(binary)
     return binary
+
+
+def _npm_ci(binary: Path) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        unavailable("npm is not on PATH, so drizzle-kit cannot be installed")
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not binary.exists():
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        unavailable(f"`npm ci` in tests/node failed, so drizzle-kit is missing: {detail}")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    import fcntl
+
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---- the command line, as a user runs it ------------------------------------------------

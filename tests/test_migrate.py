@@ -211,10 +211,20 @@ def test_folder_applies_only_newer_entries_in_one_transaction(empty_pg_url, tmp_
         assert cursor.fetchone() == (0,)
     connection.close()
 
-    (folder / "0002_broken.sql").write_text('ALTER TABLE "users" ADD COLUMN "x" int;')
+    # Percent signs are SQL, not placeholders (drizzle runs statements verbatim).
+    (folder / "0002_broken.sql").write_text(
+        'ALTER TABLE "users" ADD COLUMN "x" int;--> statement-breakpoint\n'
+        "ALTER TABLE \"users\" ADD CONSTRAINT \"users_email_like\" CHECK (email NOT LIKE '%%s%');"
+        "--> statement-breakpoint\nCOMMENT ON TABLE \"users\" IS '100% of users, %s %(name)s';"
+    )
     applied = apply_folder(empty_pg_url, folder)
     assert [m.tag for m in applied] == ["0001_nickname", "0002_broken"]
     assert [r[2] for r in rows(empty_pg_url)] == [1795635558146, 1795635558200, 1795635558300]
+    connection = psycopg2.connect(empty_pg_url)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT obj_description('users'::regclass, 'pg_class'), pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'users_email_like'")
+        assert cursor.fetchone() == ("100% of users, %s %(name)s", "CHECK (((email)::text !~~ '%%s%'::text))")
+    connection.close()
 
 
 @pytest.mark.postgres

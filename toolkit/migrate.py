@@ -236,9 +236,22 @@ def apply(database, migrations: list[Migration]) -> list[Migration]:
             todo = pending_after(migrations, latest)
             for migration in todo:
                 for statement in migration.statements:
-                    database.execute_sql(statement)
+                    _execute_verbatim(database, statement)
                 database.execute_sql(
                     f'INSERT INTO {_QUALIFIED_TABLE} ("hash", "created_at") VALUES (%s, %s)',
                     (migration.hash, migration.when),
                 )
     return todo
+
+
+def _execute_verbatim(database, statement: str) -> None:
+    """Run migration SQL exactly as written, as drizzle's `sql.raw()` does.
+
+    Not `execute_sql`: it passes `()` as parameters, so psycopg2 would read every `%` in
+    the SQL (a LIKE pattern, a comment saying 100%) as a placeholder. Peewee's exception
+    wrapper still applies, so `translate_errors` sees Peewee's exceptions.
+    """
+    import peewee
+
+    with getattr(peewee, "__exception_wrapper__"):
+        database.cursor().execute(statement)
