@@ -399,3 +399,45 @@ async def test_q_quits(seeded, settings):
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0
+
+
+@run_async
+async def test_every_action_is_in_the_command_palette(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Filter", "Next page", "Prev page", "Sort", "Users", "Audit", "Quit", "Keys"} <= titles
+        app.open_installation(1)
+        await settle(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Reveal secret", "Copy revealed", "Back"} <= titles
+        assert "Uninstall" not in titles and "Screenshot with revealed values" not in titles
+        await pilot.press("v", "y")
+        await settle(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Screenshot with revealed values" in titles
+
+
+@run_async
+async def test_the_demo_database_through_the_context(demo_settings):
+    from toolkit.context import Context
+
+    context = Context(demo_settings, announce=lambda line: None)
+    app = DashboardApp(DataSource.from_context(context))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(PageTable)
+        assert table.row_count == 100
+        assert app.screen.query_one("#demo-marker").display and "DEMO" in screen_text(app)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationScreen) and app.screen.detail is not None
+    context.close()
+
+
+def test_dashboard_command_help_and_unreachable_database(run_cli):
+    result = run_cli("dashboard", "--help")
+    assert result.returncode == 0 and "--write" in result.stdout
+    result = run_cli("dashboard", env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing"})
+    assert result.returncode == 3 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
