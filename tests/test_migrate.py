@@ -284,6 +284,7 @@ def test_cli_migrate_and_status(empty_pg_url, run_cli, tmp_path):
 
     again = run_cli("migrate", env=env)
     assert again.returncode == 0 and "up to date, nothing to apply" in again.stdout
+    assert json.loads(run_cli("migrate", "--json", env=env).stdout)["applied"] == []
 
     status = run_cli("migrate", "--status", "--json", env=env)
     data = json.loads(status.stdout)

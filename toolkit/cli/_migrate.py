@@ -10,7 +10,7 @@ from ._context import exit_with, get_context
 @click.option("--folder", type=click.Path(file_okay=False, path_type=str), metavar="PATH",
               help="Apply this drizzle folder (the app's `drizzle/`) instead of the toolkit's own migrations.")
 @click.option("--direct-url", metavar="URL", help="Direct PostgreSQL URL, port 5432 (env DIRECT_URL).")
-@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (what was applied, or with --status the whole journal).")
 def migrate(show_status, folder, direct_url, as_json):
     """Apply pending drizzle migrations over the direct connection, as `drizzle-kit migrate` does.
 
@@ -50,6 +50,12 @@ def migrate(show_status, folder, direct_url, as_json):
         applied = migrations.apply(database, todo)
     finally:
         database.close()
+    if as_json:
+        import orjson
+
+        data = {"database": where, "folder": str(source), "applied": [{"tag": m.tag, "when": m.when, "hash": m.hash} for m in applied]}
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
     if not applied:
         click.echo(f"{where}: up to date, nothing to apply ({len(todo)} migration(s) in {source})")
         return
