@@ -441,3 +441,16 @@ def test_dashboard_command_help_and_unreachable_database(run_cli):
     assert result.returncode == 0 and "--write" in result.stdout
     result = run_cli("dashboard", env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing"})
     assert result.returncode == 3 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+@run_async
+async def test_mouse_click_highlights_and_a_second_click_opens(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.click(PageTable, offset=(10, 3))  # header is line 0: the third row
+        await pilot.pause()
+        assert isinstance(app.screen, InstallationsScreen)
+        await pilot.click(PageTable, offset=(10, 3))
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationScreen) and app.screen.installation_id == 3
