@@ -22,12 +22,17 @@ HERE = Path(__file__).resolve().parent
 CELL_TIMEOUT = 300
 
 
-def execute(path: Path) -> int:
-    """Execute `path` in place; returns the number of cells that raised."""
+def execute(path: Path, *, setup: str | None = None) -> int:
+    """Execute `path` in place; returns the number of cells that raised.
+
+    `setup`: code run in the kernel before the first cell, its output discarded (not saved).
+    """
     notebook = nbformat.read(path, as_version=4)
     kernel = RunningKernel(CURRENT_ENV_KERNEL_NAME, cwd=str(path.parent))
     errors = 0
     try:
+        if setup:
+            _run(kernel, setup, 0)
         count = 0
         for cell in notebook.cells:
             if cell.cell_type != "code":

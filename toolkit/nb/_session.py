@@ -101,9 +101,8 @@ class Session:
     @property
     def configs(self):
         """The config service (toolkit.configs.ConfigService): validated, encrypted, CAS writes."""
-        from ..configs import ConfigService
-
-        return ConfigService(self.database, self.registry, self.keyring)
+        self.database  # noqa: B018 — bound to this session's database first
+        return self.context.configs
 
     def close(self) -> None:
         self.context.close()
