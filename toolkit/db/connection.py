@@ -157,7 +157,7 @@ def _first_line(exc) -> str:
 def _hint_for(exc, database) -> str:
     message = str(exc)
     where = describe(database) if database is not None else "the database"
-    if "password authentication failed" in message:
+    if "password authentication failed" in message or "SASL authentication failed" in message:
         return "check the user and password in DATABASE_URL"
     if "does not exist" in message:
         return f"check the database name in the URL ({where})"
