@@ -53,12 +53,14 @@ def test_postgres_finds_exactly_the_planted(planted_pg, registry, jobs, monkeypa
     monkeypatch.setattr(engine, "PARALLEL_THRESHOLD", 0)  # fork workers even for a small table
     url, planted = planted_pg
     database = db.open_postgres(url)
+    calls = []
     try:
-        report = run_audit(database, registry, keyring(), jobs=jobs)
+        report = run_audit(database, registry, keyring(), jobs=jobs, progress=lambda *a: calls.append(a))
     finally:
         database.close()
     assert_exact(report, planted)
     assert report.summary["jobs"] == jobs
+    assert calls[0] == (0, len(planted.ids)) and calls[-1] == (len(planted.ids), len(planted.ids))
     assert report.summary["installations"] == len(planted.ids)
 
 

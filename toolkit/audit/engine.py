@@ -2,8 +2,8 @@
 
 PostgreSQL: `COPY (SELECT …) TO STDOUT` in read-only transactions (`BEGIN READ ONLY` … `COMMIT`:
 transaction-scoped, so safe through PgBouncer/Supavisor in transaction mode — no session SET,
-no WITH HOLD cursor, no temp table). psycopg2 hands each COPY row to a `write()`, which audits
-it on the spot: nothing holds the table, memory stays flat. With `jobs > 1` the id range is cut
+no WITH HOLD cursor, no temp table). psycopg2 hands each COPY row to the auditor's `write()`,
+which audits it on the spot: nothing holds the table, memory stays flat. With `jobs > 1` the id range is cut
 into a few chunks per job and forked worker processes each COPY their chunks over their own
 connection (parsing and decrypting in Python is the bottleneck, so two cores nearly halve the
 time; more chunks than jobs keep the workers evenly loaded). Each chunk is its own snapshot:
@@ -35,7 +35,6 @@ DEFAULT_JOBS = 2
 CHUNKS_PER_JOB = 4
 # Below this many rows forking costs more than it saves.
 PARALLEL_THRESHOLD = 20_000
-TICK = 8192  # rows between progress reports
 
 
 def run_audit(database, registry, keyring, filters: Filters | None = None, *, jobs: int | None = None,
@@ -164,38 +163,12 @@ def copy_sql(cursor, query) -> bytes:
     return b"COPY (" + cursor.mogrify(query.sql, query.params) + b") TO STDOUT"
 
 
-class _RowSink:
-    """The file psycopg2's copy_expert writes to: one COPY row per write() (libpq hands rows
-    out one by one), buffered anyway in case a driver ever splits or joins them."""
-
-    __slots__ = ("audit_line", "pending", "auditor", "tick")
-
-    def __init__(self, auditor: Auditor, tick):
-        self.auditor = auditor
-        self.audit_line = auditor.audit_copy_line
-        self.pending = b""
-        self.tick = tick  # called every TICK rows with the number of rows
-
-    def write(self, data):
-        if not self.pending and data[-1:] == b"\n" and data.count(b"\n") == 1:
-            self.audit_line(data)
-        else:
-            data = self.pending + bytes(data)
-            *lines, self.pending = data.split(b"\n")
-            for line in lines:
-                self.audit_line(line + b"\n")
-        if self.auditor.rows % TICK == 0:
-            self.tick(TICK)
-
-
 def _copy_with_peewee(database, auditor, query, progress, total) -> None:
     """One process, the caller's own connection (Peewee's, per thread)."""
-    def tick(_):
-        _report(progress, auditor.rows, total)
-
+    auditor.on_tick = lambda rows: _report(progress, rows, total)
     with translate_errors(database), read_only(database):
         cursor = database.cursor()
-        cursor.copy_expert(copy_sql(cursor, query), _RowSink(auditor, tick))
+        cursor.copy_expert(copy_sql(cursor, query), auditor)  # the auditor is the COPY sink
     _report(progress, auditor.rows, total)
 
 
@@ -242,10 +215,14 @@ def _worker_chunk(query):
     global _connection
     auditor, counter = _WORKER["auditor"], _WORKER["counter"]
     auditor.reset()
+    reported = [0]
 
     def tick(rows):
         with counter.get_lock():
-            counter.value += rows
+            counter.value += rows - reported[0]
+        reported[0] = rows
+
+    auditor.on_tick = tick
 
     try:
         if _connection is None or _connection.closed:
@@ -254,12 +231,12 @@ def _worker_chunk(query):
         with _connection.cursor() as cursor:
             cursor.execute("BEGIN READ ONLY")
             try:
-                cursor.copy_expert(copy_sql(cursor, query), _RowSink(auditor, tick))
+                cursor.copy_expert(copy_sql(cursor, query), auditor)  # the auditor is the COPY sink
             finally:
                 cursor.execute("ROLLBACK" if _connection.closed == 0 and _failed(_connection) else "COMMIT")
     except psycopg2.Error as exc:
         return ("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
-    tick(auditor.rows % TICK)
+    tick(auditor.rows)
     return ("ok", auditor.findings, auditor.ivs.state(), auditor.rows)
 
 

@@ -35,6 +35,7 @@ _STATUS = {b"installed": "installed", b"configured": "configured", "installed": 
 
 SECRET, CHECKED, FREE = 0, 1, 2  # how a field's values are judged
 _MISS = object()
+TICK_MASK = 8191  # progress every 8192 rows
 CACHE_LIMIT = 4096  # remembered check_value results per field (select options, ports, hosts…)
 
 
@@ -79,7 +80,9 @@ class Auditor:
         self.findings: list[tuple] = []
         self.ivs = IVLog()
         self._trace = self.ivs.adder()
+        self._pending = b""
         self.rows = 0
+        self.on_tick = None  # called with the row count every TICK_MASK + 1 rows
 
     def _compile(self, app_id, app) -> AppPlan:
         rules = {}
@@ -97,13 +100,27 @@ class Auditor:
         return AppPlan(app_id, rules, tuple(app.required_keys))
 
     # ---- the hot path ------------------------------------------------------------------
-    def audit_copy_line(self, line: bytes) -> None:
-        """One row of `COPY (SELECT id, user_id, app_id, status, timestamps, config) TO STDOUT`."""
-        if b"\\" in line:
-            fields = [_unescape_copy(field) for field in line[:-1].split(b"\t")]
+    def write(self, line: bytes) -> None:
+        """One row of `COPY (SELECT id, user_id, app_id, status, timestamps, config) TO STDOUT`.
+
+        The auditor is the file psycopg2's copy_expert writes to: libpq hands out COPY data
+        one whole row per call (PQgetCopyData), so each write() is one line. Anything else
+        (several rows, an escaped field) takes the careful path."""
+        fields = line[:-1].split(b"\t")
+        if len(fields) != 6 or b"\\" in line or line[-1:] != b"\n":
+            self._write_careful(line)
         else:
-            fields = line[:-1].split(b"\t")
-        self.audit(*fields)
+            self.audit(*fields)
+        if not self.rows & TICK_MASK and self.on_tick is not None:
+            self.on_tick(self.rows)
+
+    def _write_careful(self, data: bytes) -> None:
+        data = self._pending + bytes(data)
+        *lines, self._pending = data.split(b"\n")
+        for line in lines:
+            self.audit(*[_unescape_copy(field) for field in line.split(b"\t")])
+
+    audit_copy_line = write
 
     def audit(self, installation_id, user_id, app_id, status, timestamps, raw_config) -> None:
         """One installation. Ids and app_id may be bytes (COPY) or str/int (SQLite)."""
@@ -136,7 +153,7 @@ class Auditor:
         rules = plan.rules
         bad = None  # fields with a finding (status.not-configured needs them)
         row = None  # installation_id << 32 | user_id, once a value is traced
-        decrypts, inspect, trace = self.decrypts, self.inspect, self._trace
+        decrypts, scans_plain, inspect, trace = self.decrypts, self.scans_plain, self.inspect, self._trace
         for key, value in config.items():
             rule = rules.get(key)
             if rule is None:
@@ -172,7 +189,7 @@ class Auditor:
                     bad = _add(bad, key)
                 continue
             # A non-password value: first, was it encrypted by mistake? (cheap filters first)
-            if self.scans_plain and value.count(":") >= 2 and looks_encrypted(value):
+            if scans_plain and value.count(":") >= 2 and looks_encrypted(value):
                 found = inspect(value)
                 message = checks.unexpected_ciphertext(found)
                 if message is not None:
