@@ -102,3 +102,29 @@ def test_code_filter_gives_the_same_subset(sqlite_db, registry):
         narrowed = found(run_audit(sqlite_db, registry, keyring(), Filters(codes=frozenset({code}))))
         assert narrowed == {f for f in full if f[0] == code}, code
     assert full == planted.expected
+
+
+def test_workers_from_a_threaded_program(planted_pg, registry, monkeypatch):
+    """The dashboard runs the audit beside other threads: workers then start by forkserver
+    (the auditor is pickled, not inherited) and find the same."""
+    import threading
+
+    from toolkit.audit import engine
+
+    monkeypatch.setattr(engine, "PARALLEL_THRESHOLD", 0)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert engine._start_method() == "forkserver"
+        url, planted = planted_pg
+        database = db.open_postgres(url)
+        try:
+            report = run_audit(database, registry, keyring(), jobs=2)
+        finally:
+            database.close()
+    finally:
+        stop.set()
+        other.join()
+    assert_exact(report, planted)
+    assert engine._start_method() == "fork"

@@ -18,7 +18,7 @@ finds nonce reuse across all of them, and returns a `Report`.
 from __future__ import annotations
 
 import multiprocessing
-import sys
+import threading
 import time
 
 from ..db import describe, is_postgres, read_only, translate_errors
@@ -134,7 +134,7 @@ def _audit_postgres(database, auditor: Auditor, query, jobs, progress):
         return 0, [], IVLog(), 1
     jobs = DEFAULT_JOBS if jobs is None else max(1, int(jobs))
     url = getattr(database, "url", None)
-    if jobs == 1 or total < PARALLEL_THRESHOLD or url is None or not _can_fork():
+    if jobs == 1 or total < PARALLEL_THRESHOLD or url is None or _start_method() is None:
         _copy_with_peewee(database, auditor, query, progress, total)
         return auditor.rows, auditor.findings, auditor.ivs, 1
     chunks = _id_ranges(low, high + 1, jobs * CHUNKS_PER_JOB)
@@ -154,8 +154,16 @@ def _id_ranges(low: int, end: int, parts: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def _can_fork() -> bool:
-    return sys.platform != "win32" and "fork" in multiprocessing.get_all_start_methods()
+def _start_method() -> str | None:
+    """fork when this is the only thread (the CLI: workers inherit the compiled auditor for
+    free); forkserver when other threads run (the dashboard: forking a threaded process can
+    copy a lock held mid-operation); None where neither exists (run in one process)."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    if "forkserver" in methods:
+        return "forkserver"
+    return None
 
 
 def copy_sql(cursor, query) -> bytes:
@@ -172,47 +180,45 @@ def _copy_with_peewee(database, auditor, query, progress, total) -> None:
     _report(progress, auditor.rows, total)
 
 
-# Set in the parent just before forking; each worker inherits the compiled auditor.
-_WORKER: dict = {}
-
-
 def _run_workers(dsn, auditor, queries, jobs, progress, total):
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context(_start_method())
     counter = context.Value("q", 0)
-    _WORKER.update(auditor=auditor, dsn=dsn, counter=counter)
     findings, ivs, rows = [], IVLog(), 0
-    try:
-        with context.Pool(jobs) as pool:
-            results = pool.imap_unordered(_worker_chunk, queries)
-            while True:
-                try:
-                    result = results.next(timeout=0.2)
-                except multiprocessing.TimeoutError:
-                    _report(progress, counter.value, total)
-                    continue
-                except StopIteration:
-                    break
-                if result[0] == "error":
-                    raise DatabaseError(result[1], hint="while streaming installations with COPY")
-                _, chunk_findings, chunk_ivs, chunk_rows = result
-                findings += chunk_findings
-                ivs.extend(chunk_ivs)
-                rows += chunk_rows
+    # initargs: inherited as they are under fork, pickled once per worker otherwise.
+    with context.Pool(jobs, initializer=_init_worker, initargs=(auditor, dsn, counter)) as pool:
+        results = pool.imap_unordered(_worker_chunk, queries)
+        while True:
+            try:
+                result = results.next(timeout=0.2)
+            except multiprocessing.TimeoutError:
                 _report(progress, counter.value, total)
-    finally:
-        _WORKER.clear()
+                continue
+            except StopIteration:
+                break
+            if result[0] == "error":
+                raise DatabaseError(result[1], hint="while streaming installations with COPY")
+            _, chunk_findings, chunk_ivs, chunk_rows = result
+            findings += chunk_findings
+            ivs.extend(chunk_ivs)
+            rows += chunk_rows
+            _report(progress, counter.value, total)
     _report(progress, rows, total)
     return rows, findings, ivs
 
 
-_connection = None  # a worker's own connection, reused across its chunks
+# ---- inside a worker process ---------------------------------------------------------------
+
+_WORKER: dict = {}  # the auditor, the DSN, the shared row counter and the worker's connection
+
+
+def _init_worker(auditor, dsn, counter) -> None:
+    _WORKER.update(auditor=auditor, dsn=dsn, counter=counter, connection=None)
 
 
 def _worker_chunk(query):
-    """In a worker process: COPY one id range through the inherited auditor."""
+    """COPY one id range through this worker's auditor, over this worker's own connection."""
     import psycopg2
 
-    global _connection
     auditor, counter = _WORKER["auditor"], _WORKER["counter"]
     auditor.reset()
     reported = [0]
@@ -223,17 +229,17 @@ def _worker_chunk(query):
         reported[0] = rows
 
     auditor.on_tick = tick
-
     try:
-        if _connection is None or _connection.closed:
-            _connection = psycopg2.connect(_WORKER["dsn"])
-            _connection.autocommit = True  # we send BEGIN READ ONLY / COMMIT ourselves
-        with _connection.cursor() as cursor:
+        connection = _WORKER["connection"]
+        if connection is None or connection.closed:
+            connection = _WORKER["connection"] = psycopg2.connect(_WORKER["dsn"])
+            connection.autocommit = True  # we send BEGIN READ ONLY / COMMIT ourselves
+        with connection.cursor() as cursor:
             cursor.execute("BEGIN READ ONLY")
             try:
                 cursor.copy_expert(copy_sql(cursor, query), auditor)  # the auditor is the COPY sink
             finally:
-                cursor.execute("ROLLBACK" if _connection.closed == 0 and _failed(_connection) else "COMMIT")
+                cursor.execute("ROLLBACK" if connection.closed == 0 and _failed(connection) else "COMMIT")
     except psycopg2.Error as exc:
         return ("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
     tick(auditor.rows)

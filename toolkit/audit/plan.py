@@ -75,6 +75,17 @@ class Auditor:
             self.plans[app_id.encode("utf-8")] = plan
         self.reset()
 
+    def __getstate__(self):
+        # For worker processes started by forkserver: rules and keyring, not the collected state.
+        state = dict(self.__dict__)
+        for name in ("findings", "ivs", "_trace", "_pending", "rows", "on_tick"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.reset()
+
     def reset(self) -> None:
         """Start collecting afresh (a worker does, per chunk)."""
         self.findings: list[tuple] = []
