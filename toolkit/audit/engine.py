@@ -29,7 +29,7 @@ from .finding import Finding
 from .nonces import IVLog, nonce_reuse_findings
 from .plan import Auditor
 from .report import Report, generated_at
-from .sql import Filters, bounds_query, email_duplicates_query, installation_query
+from .sql import Filters, bounds_query, email_duplicates_query, installation_query, split_users
 
 DEFAULT_JOBS = 2
 CHUNKS_PER_JOB = 4
@@ -58,7 +58,8 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
     if postgres:
         rows, raw, ivs, used_jobs = _audit_postgres(database, auditor, query, jobs, progress)
     else:
-        rows, raw, ivs, used_jobs = _audit_sqlite(database, auditor, query, progress), auditor.findings, auditor.ivs, 1
+        _audit_sqlite(database, auditor, query, progress)
+        rows, raw, ivs, used_jobs = auditor.rows, auditor.findings, auditor.ivs, 1
 
     findings = [Finding.of("user.email-case-duplicate", None, user_id, None, None, message)
                 for user_id, message in users]
@@ -97,9 +98,7 @@ def _email_duplicates(database, filters: Filters, mark: str) -> list[tuple[int, 
         rows = database.execute_sql(query.sql, query.params).fetchall()
     found = email_case_duplicates(rows)
     if filters.users:
-        from .sql import _user_ids
-
-        ids, emails = _user_ids(filters.users)
+        ids, emails = split_users(filters.users)
         wanted_emails = {e.lower() for e in emails}
         lowered = dict(rows)
         found = [(u, m) for u, m in found if u in ids or lowered.get(u) in wanted_emails]
@@ -108,7 +107,7 @@ def _email_duplicates(database, filters: Filters, mark: str) -> list[tuple[int, 
 
 # ---- SQLite -----------------------------------------------------------------------------
 
-def _audit_sqlite(database, auditor: Auditor, query, progress) -> int:
+def _audit_sqlite(database, auditor: Auditor, query, progress) -> None:
     with translate_errors(database), read_only(database):
         total = database.execute_sql(bounds_query(query).sql, query.params).fetchone()[0]
         _report(progress, 0, total)
@@ -121,7 +120,6 @@ def _audit_sqlite(database, auditor: Auditor, query, progress) -> int:
             for row in batch:
                 audit(*row)
             _report(progress, auditor.rows, total)
-    return auditor.rows
 
 
 # ---- PostgreSQL -------------------------------------------------------------------------

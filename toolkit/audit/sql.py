@@ -58,7 +58,7 @@ class Query:
         return Query(f"{self.sql}{glue}id >= {mark} AND id < {mark}", self.params + (low, high))
 
 
-def _user_ids(users) -> tuple[list[int], list[str]]:
+def split_users(users) -> tuple[list[int], list[str]]:
     ids = [int(u) for u in users if isinstance(u, int) or (isinstance(u, str) and u.isdigit())]
     emails = [u for u in users if isinstance(u, str) and not u.isdigit()]
     return ids, emails
@@ -70,7 +70,7 @@ def _in(column: str, values, mark: str) -> tuple[str, list]:
 
 def _user_condition(users, mark: str) -> tuple[str, list]:
     """`user_id` among the given ids or the users whose email equals one given, ignoring case."""
-    ids, emails = _user_ids(users)
+    ids, emails = split_users(users)
     parts, params = [], []
     if ids:
         clause, values = _in("user_id", ids, mark)
@@ -165,7 +165,7 @@ def email_duplicates_query(filters: Filters, *, mark: str = "%s") -> Query:
     group = "SELECT lower(email) FROM users GROUP BY lower(email) HAVING count(*) > 1"
     params: list = []
     if filters.users:
-        ids, emails = _user_ids(filters.users)
+        ids, emails = split_users(filters.users)
         wanted, values = [], []
         if ids:
             clause, ids_values = _in("id", ids, mark)
