@@ -147,3 +147,11 @@ def test_new_rows_of_any_shape_never_crash(run_cli, env, planted_pg):
     assert result.returncode == 1
     assert "app\\twith\\ttabs\\and\\nnewlines" in result.stdout  # shown escaped, on one line
     assert json.loads(run_cli("audit", "--format", "json", env=env).stdout)["summary"]["findings"] > 0
+
+
+def test_forced_progress_bar_leaves_stdout_alone(run_cli, env):
+    quiet = run_cli("audit", "--format", "json", "--no-progress", env=env)
+    forced = run_cli("audit", "--format", "json", "--progress", env=env)
+    assert forced.returncode == quiet.returncode == 1
+    strip = lambda out: {k: v for k, v in json.loads(out)["summary"].items() if k not in ("duration_s", "generated_at")}  # noqa: E731
+    assert strip(forced.stdout) == strip(quiet.stdout)

@@ -40,8 +40,9 @@ new ones only); 2 usage or configuration error; 3 database error.""")
               help="Only installations with this status.")
 @click.option("--code", "codes", multiple=True, metavar="CODE",
               help="Only these checks: a code, a prefix (secret) or a glob (field.*).")
-@click.option("--since", type=click.DateTime(_DATE_FORMATS), help="Only installations updated at or after this date.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Worker processes on PostgreSQL (default 2).")
+@click.option("--since", type=click.DateTime(_DATE_FORMATS), metavar="DATE",
+              help="Only installations updated at or after DATE (YYYY-MM-DD[ HH:MM[:SS]]).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), metavar="N", help="Worker processes on PostgreSQL (default 2).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def audit(fmt, output, fail_on, baseline, apps, users, statuses, codes, since, jobs, progress):
     from ..audit import Filters, Report, run_audit, select_codes
