@@ -514,3 +514,19 @@ def test_update_is_one_read_and_one_compare_and_swap_update(backend, service, ca
     else:
         assert '"config" = ?' in update
     assert '"status" = ' in update.split("WHERE", 1)[1]
+
+
+def test_writes_work_with_the_models_bound_globally(backend, service):
+    """Every Context binds the models; JSONField's converter must not touch our SQL values."""
+    from toolkit.db import bind, database_proxy
+
+    previous = database_proxy.obj
+    bind(backend.db)
+    try:
+        user_id = add_user(backend)
+        installation = service.install(user_id, "stripe", GOOD)
+        service.update_config(installation.id, {"region": "eu"})
+        service.set_status(installation.id, "configured")
+        assert backend.row(installation.id)[4]["region"] == "eu"
+    finally:
+        database_proxy.initialize(previous)

@@ -360,11 +360,6 @@ def test_using_the_helpers_loads_no_terminal_stack_and_no_optional_extra(demo_te
 # --- writes: through the config service -------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "toolkit/configs.py on SQLite with the models bound (every Context binds them): "
-    "`A.config == Value(row.raw_config)` gets the JSONField converter, so the compare-and-swap "
-    "never matches and every write is a ConflictError. Fix: Value(row.raw_config, converter=False). "
-    "Delete this marker with the fix."))
 def test_fixing_a_finding_through_the_config_service(tk):
     (finding,) = tk.audit(app="stripe").where(code="field.invalid", field="region")
     tk.configs.update_config(finding.installation_id, {"region": "eu"})

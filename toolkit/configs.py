@@ -367,7 +367,10 @@ class ConfigService:
 
     def _json(self, config):
         text = json.dumps(config, ensure_ascii=False, separators=(",", ":"))
-        return Cast(Value(text), "jsonb") if self._postgres else fn.json(Value(text))
+        # converter=False: `text` is JSON already; JSONField's converter (active once the
+        # models are bound, as every Context does) would encode it a second time.
+        value = Value(text, converter=False)
+        return Cast(value, "jsonb") if self._postgres else fn.json(value)
 
     def _basis(self, row: _Row, expected) -> tuple[object, str]:
         """The (config, status) the write is conditioned on."""
@@ -386,7 +389,8 @@ class ConfigService:
             same_config = A.config == self._json(config)  # jsonb equality
         else:
             # _basis checked `config` against this text, read under the write lock.
-            same_config = A.config == Value(row.raw_config)
+            # converter=False: compare the stored text as is, not re-encoded by JSONField.
+            same_config = A.config == Value(row.raw_config, converter=False)
         return same_config & (A.status == status)
 
     def _swap(self, row: _Row, config, status, values: dict) -> None:
