@@ -155,8 +155,7 @@ def test_not_configured_rules():
 
 
 def test_email_case_duplicates_one_per_user_without_the_address():
-    rows = [(3, "a@x.io"), (9, "a@x.io"), (4, "b@x.io"), (5, "b@x.io"), (6, "b@x.io"), (7, "c@x.io")]
-    found = dict(checks.email_case_duplicates(rows))
+    found = dict(checks.email_case_duplicates([[9, 3], [4, 6, 5], [7]]))
     assert set(found) == {3, 9, 4, 5, 6}
     assert found[3] == "email equals, ignoring case, that of user 9"
     assert found[5] == "email equals, ignoring case, those of users 4, 6"

@@ -10,7 +10,7 @@ import pytest
 from audit_planted import REGISTRY_PATH, keyring, plant
 from toolkit import db
 from toolkit.audit import ALL_CODES, Filters, run_audit
-from toolkit.audit.sql import bounds_query, email_duplicates_query, installation_query
+from toolkit.audit.sql import count_query, email_duplicates_query, installation_query, range_query
 from toolkit.registry import load_registry
 
 
@@ -66,15 +66,19 @@ def test_codes_narrow_rows_and_columns(codes, where, reads_config):
 def test_id_ranges_and_bounds():
     query = installation_query(Filters(apps=("a",)), ()).with_id_range(1, 50)
     assert query.sql.endswith("WHERE app_id IN (%s) AND id >= %s AND id < %s") and query.params == ("a", 1, 50)
-    assert bounds_query(query).sql.startswith("SELECT count(*), min(id), max(id) FROM app_installations WHERE")
+    assert range_query(query).sql.startswith("SELECT min(id), max(id) FROM app_installations WHERE app_id IN")
+    assert count_query(query).sql.startswith("SELECT count(*) FROM app_installations WHERE app_id IN")
 
 
 def test_email_duplicates_is_grouped_in_sql():
     query = email_duplicates_query(Filters())
-    assert "GROUP BY lower(email) HAVING count(*) > 1" in query.sql
-    narrowed = email_duplicates_query(Filters(users=("7", "a@b.c")))
-    assert "WHERE id IN (%s) OR lower(email) IN (lower(%s))" in narrowed.sql
-    assert narrowed.params == (7, "a@b.c")
+    assert query.sql == "SELECT array_agg(id), NULL FROM users GROUP BY lower(email) HAVING count(*) > 1"
+    narrowed = email_duplicates_query(Filters(users=("7", "a@b.c")), mark="?", postgres=False)
+    assert narrowed.sql == (
+        "SELECT group_concat(id), group_concat(id) FILTER (WHERE id IN (?) OR lower(email) IN (lower(?))) "
+        "FROM users GROUP BY lower(email) HAVING count(*) > 1 AND count(*) FILTER "
+        "(WHERE id IN (?) OR lower(email) IN (lower(?))) > 0")
+    assert narrowed.params == (7, "a@b.c", 7, "a@b.c")
 
 
 # ---- what a real database returns -------------------------------------------------------------

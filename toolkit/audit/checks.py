@@ -265,16 +265,13 @@ def timestamps_problem(detail: str) -> str | None:
 
 # ---- across rows --------------------------------------------------------------------------
 
-def email_case_duplicates(rows) -> list[tuple[int, str]]:
-    """user.email-case-duplicate: (user_id, message) per user whose lower-cased email is shared.
-
-    `rows` are (user_id, lower(email)) for the duplicated addresses only (the SQL groups);
-    the message names the other users, never the address."""
-    groups: dict[str, list[int]] = {}
-    for user_id, lowered in rows:
-        groups.setdefault(lowered, []).append(user_id)
+def email_case_duplicates(groups) -> list[tuple[int, str]]:
+    """user.email-case-duplicate: (user_id, message) per user of each group of users whose
+    lower-cased emails are equal (the SQL groups). The message names the other users, never
+    the address."""
     found = []
-    for ids in groups.values():
+    for ids in groups:
+        ids = sorted(ids)
         if len(ids) < 2:
             continue
         for user_id in ids:

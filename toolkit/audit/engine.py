@@ -17,6 +17,7 @@ finds nonce reuse across all of them, and returns a `Report`.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
@@ -29,7 +30,7 @@ from .finding import Finding
 from .nonces import IVLog, nonce_reuse_findings
 from .plan import Auditor
 from .report import Report, generated_at
-from .sql import Filters, bounds_query, email_duplicates_query, installation_query, split_users
+from .sql import Filters, count_query, email_duplicates_query, installation_query, range_query
 
 DEFAULT_JOBS = 2
 CHUNKS_PER_JOB = 4
@@ -39,7 +40,8 @@ PARALLEL_THRESHOLD = 20_000
 
 def run_audit(database, registry, keyring, filters: Filters | None = None, *, jobs: int | None = None,
               progress=None) -> Report:
-    """Audit the database. `progress(done, total)` is called now and then (total may be None).
+    """Audit the database. `progress(done, total)` is called now and then: on PostgreSQL
+    `total` is the planner's estimate until the last call, where done == total (rows read).
 
     Raises ConfigError when a selected check needs ENCRYPTION_KEY and it is unset,
     DatabaseError when the database fails. Never raises for bad data: that is a finding.
@@ -87,29 +89,37 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
 
 def _email_duplicates(database, filters: Filters, mark: str) -> list[tuple[int, str]]:
     """user.email-case-duplicate, grouped in SQL. Skipped when --app/--status/--since narrow the
-    audit to some installations, unless the code was asked for explicitly."""
+    audit to some installations, unless the code was asked for explicitly. With --user, only
+    the users asked for are reported (the message still names their doubles)."""
     if "user.email-case-duplicate" not in filters.codes:
         return []
     explicit = set(filters.codes) != set(ALL_CODES)
     if filters.narrows_installations and not explicit:
         return []
-    query = email_duplicates_query(filters, mark=mark)
+    query = email_duplicates_query(filters, mark=mark, postgres=mark == "%s")
     with translate_errors(database), read_only(database):
         rows = database.execute_sql(query.sql, query.params).fetchall()
-    found = email_case_duplicates(rows)
-    if filters.users:
-        ids, emails = split_users(filters.users)
-        wanted_emails = {e.lower() for e in emails}
-        lowered = dict(rows)
-        found = [(u, m) for u, m in found if u in ids or lowered.get(u) in wanted_emails]
-    return found
+    found, wanted = [], set()
+    for ids, asked in rows:
+        found += email_case_duplicates([_ids(ids)])
+        wanted.update(_ids(asked))
+    return [(u, m) for u, m in found if u in wanted] if filters.users else found
+
+
+def _ids(value) -> list[int]:
+    """array_agg gives a list; SQLite's group_concat a comma-separated string; NULL: none."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [int(part) for part in value.split(",") if part]
+    return [int(part) for part in value]
 
 
 # ---- SQLite -----------------------------------------------------------------------------
 
 def _audit_sqlite(database, auditor: Auditor, query, progress) -> None:
     with translate_errors(database), read_only(database):
-        total = database.execute_sql(bounds_query(query).sql, query.params).fetchone()[0]
+        total = database.execute_sql(count_query(query).sql, query.params).fetchone()[0]
         _report(progress, 0, total)
         cursor = database.execute_sql(query.sql, query.params)
         audit = auditor.audit
@@ -126,9 +136,11 @@ def _audit_sqlite(database, auditor: Auditor, query, progress) -> None:
 
 def _audit_postgres(database, auditor: Auditor, query, jobs, progress):
     with translate_errors(database), read_only(database):
-        total, low, high = database.execute_sql(bounds_query(query).sql, query.params).fetchone()
+        low, high = database.execute_sql(range_query(query).sql, query.params).fetchone()
+        # The planner's estimate is total enough for a progress bar, and free.
+        total = None if low is None else min(_estimate_rows(database, query), high - low + 1)
     _report(progress, 0, total)
-    if not total:
+    if low is None:
         return 0, [], IVLog(), 1
     jobs = DEFAULT_JOBS if jobs is None else max(1, int(jobs))
     url = getattr(database, "url", None)
@@ -138,6 +150,13 @@ def _audit_postgres(database, auditor: Auditor, query, jobs, progress):
     chunks = _id_ranges(low, high + 1, jobs * CHUNKS_PER_JOB)
     queries = [query.with_id_range(a, b) for a, b in chunks]
     return (*_run_workers(url.dsn(), auditor, queries, jobs, progress, total), jobs)
+
+
+def _estimate_rows(database, query) -> int:
+    plan = database.execute_sql("EXPLAIN (FORMAT JSON) " + query.sql, query.params).fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return max(1, int(plan[0]["Plan"]["Plan Rows"]))
 
 
 def _id_ranges(low: int, end: int, parts: int) -> list[tuple[int, int]]:
@@ -175,7 +194,7 @@ def _copy_with_peewee(database, auditor, query, progress, total) -> None:
     with translate_errors(database), read_only(database):
         cursor = database.cursor()
         cursor.copy_expert(copy_sql(cursor, query), auditor)  # the auditor is the COPY sink
-    _report(progress, auditor.rows, total)
+    _report(progress, auditor.rows, auditor.rows)
 
 
 def _run_workers(dsn, auditor, queries, jobs, progress, total):
@@ -200,7 +219,7 @@ def _run_workers(dsn, auditor, queries, jobs, progress, total):
             ivs.extend(chunk_ivs)
             rows += chunk_rows
             _report(progress, counter.value, total)
-    _report(progress, rows, total)
+    _report(progress, rows, rows)
     return rows, findings, ivs
 
 
@@ -252,4 +271,4 @@ def _failed(connection) -> bool:
 
 def _report(progress, done, total) -> None:
     if progress is not None:
-        progress(done, total)
+        progress(done, total if total is None else max(total, done))

@@ -152,30 +152,42 @@ def installation_query(filters: Filters, known_apps=(), *, mark: str = "%s") -> 
     return Query(sql, tuple(params))
 
 
-def bounds_query(query: Query) -> Query:
-    """count, min(id), max(id) of the rows `query` selects (progress total, worker ranges)."""
+def range_query(query: Query) -> Query:
+    """min(id), max(id) of the rows `query` selects: the primary key answers it at once (a
+    count(*) would scan the table), and the workers' id ranges need no more."""
     start = query.sql.index(" FROM app_installations")
-    return Query("SELECT count(*), min(id), max(id)" + query.sql[start:], query.params)
+    return Query("SELECT min(id), max(id)" + query.sql[start:], query.params)
 
 
-def email_duplicates_query(filters: Filters, *, mark: str = "%s") -> Query:
-    """(user_id, lower(email)) of every user whose lower-cased email another user shares —
-    the grouping in SQL (GROUP BY lower(email)). With --user, only the groups of those users
-    (their partners are read too, so the message can name them)."""
-    group = "SELECT lower(email) FROM users GROUP BY lower(email) HAVING count(*) > 1"
-    params: list = []
-    if filters.users:
-        ids, emails = split_users(filters.users)
-        wanted, values = [], []
-        if ids:
-            clause, ids_values = _in("id", ids, mark)
-            wanted.append(clause)
-            values += ids_values
-        if emails:
-            wanted.append(f"lower(email) IN ({', '.join([f'lower({mark})'] * len(emails))})")
-            values += emails
-        group += f") AND lower(email) IN (SELECT lower(email) FROM users WHERE {' OR '.join(wanted)}"
+def count_query(query: Query) -> Query:
+    """count(*) of the rows `query` selects (SQLite: small, exact progress totals)."""
+    start = query.sql.index(" FROM app_installations")
+    return Query("SELECT count(*)" + query.sql[start:], query.params)
+
+
+def _user_match(users, mark: str) -> tuple[str, list]:
+    ids, emails = split_users(users)
+    parts, params = [], []
+    if ids:
+        clause, values = _in("id", ids, mark)
+        parts.append(clause)
         params += values
-    sql = (f"SELECT id, lower(email) FROM users WHERE lower(email) IN ({group}) "
-           "ORDER BY lower(email), id")
-    return Query(sql, tuple(params))
+    if emails:
+        parts.append(f"lower(email) IN ({', '.join([f'lower({mark})'] * len(emails))})")
+        params += emails
+    return " OR ".join(parts), params
+
+
+def email_duplicates_query(filters: Filters, *, mark: str = "%s", postgres: bool = True) -> Query:
+    """One row per lower-cased email that two or more users share: (their ids, the ids the
+    --user filter asked for). Grouped in SQL, one pass (GROUP BY lower(email)); ids come as
+    an array (PostgreSQL) or a comma-separated list (SQLite's group_concat)."""
+    aggregate = "array_agg({})" if postgres else "group_concat({})"
+    ids = aggregate.format("id")
+    if not filters.users:
+        return Query(f"SELECT {ids}, NULL FROM users GROUP BY lower(email) HAVING count(*) > 1", ())
+    condition, params = _user_match(filters.users, mark)
+    wanted = f"{ids} FILTER (WHERE {condition})"
+    sql = (f"SELECT {ids}, {wanted} FROM users GROUP BY lower(email) "
+           f"HAVING count(*) > 1 AND count(*) FILTER (WHERE {condition}) > 0")
+    return Query(sql, tuple(params) * 2)
