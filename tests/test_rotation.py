@@ -85,7 +85,8 @@ def test_rotates_only_password_values_under_previous_keys(pg_url, registry):
 def test_dry_run_counts_and_writes_nothing(pg_url, registry):
     seed_stripe(pg_url, 30)
     before = rows(pg_url)
-    report = rotation.rotate(open_postgres(pg_url), registry, keyring(NEW_KEY, OLD_KEY), dry_run=True, batch_size=7)
+    report = rotation.rotate(open_postgres(pg_url), registry, keyring(NEW_KEY, OLD_KEY), dry_run=True, batch_size=7,
+                             workers=1)
     assert report.result.dry_run and report.rotated == 60 and report.result.rows_changed == 30
     assert report.result.batches == 5
     assert rows(pg_url) == before

@@ -41,7 +41,7 @@ def test_dry_run_changes_nothing(seeded, run_cli):
 
 def test_rotate_then_status_shows_the_old_key_retirable(seeded, run_cli):
     url, registry, expected = seeded
-    result = run_cli("keys", "rotate", "--yes", "--batch-size", "15", env=cli_env(url, registry))
+    result = run_cli("keys", "rotate", "--yes", "--batch-size", "15", "--workers", "1", env=cli_env(url, registry))
     assert result.returncode == 0, result.stderr
     assert "re-encrypted 80 values" in result.stdout and "40 scanned, 40 changed (3 batches" in result.stdout
     for row_id, (_, config, _) in rows(url).items():

@@ -156,12 +156,14 @@ def _settle(store, planner, rows, result, *, dry_run, max_retries) -> None:
         else:
             applied = store.apply(changes)
         missed = []
+        settled = []  # the tallies of the rows settled now (counted once per page: cheaper)
         for row_id, plan in plans:
             if plan.change is None or row_id in applied:
-                result.tally.update(plan.tally)
-                result.rows_changed += plan.change is not None
+                settled += plan.tally
             else:
                 missed.append(row_id)
+        result.tally.update(settled)
+        result.rows_changed += len(changes) - len(missed)
         if not missed:
             return
         result.conflicts += len(missed)
@@ -419,7 +421,10 @@ class PostgresStore:
         document = orjson.dumps([_pg_record(c) for c in changes]).decode()
         try:
             with self._transaction() as cursor:
-                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                # Both transaction-scoped (pooler-safe). Asynchronous commit: a crash may forget
+                # the last pages written — they are still under the old values, readable, and
+                # the next run redoes them — in exchange for not waiting on a WAL flush per page.
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SET LOCAL synchronous_commit = off")
                 cursor.execute(sql, (document,))
                 return {row[0] for row in cursor.fetchall()}
         except _RETRYABLE:

@@ -39,7 +39,7 @@ _FROM = "from:"  # "from:1" = rotated from previous #1
 _FROM_LABELS = tuple(f"{_FROM}{i}" for i in range(16))
 _GCM_TAG = 16
 DEFAULT_BATCH_SIZE = _rewrite.DEFAULT_BATCH_SIZE
-DEFAULT_WORKERS = 1  # cryptography's AESGCM appends the 16-byte tag to the ciphertext
+DEFAULT_WORKERS = 2  # decrypting and encrypting in Python is the bottleneck; the machine has 2+ cores  # cryptography's AESGCM appends the 16-byte tag to the ciphertext
 
 
 def check_keyring(keyring: Keyring, *, include_current: bool = False) -> None:
@@ -234,7 +234,8 @@ def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, inclu
     """Rotate every password value to the current key (or, with `dry_run`, count what would be).
 
     Raises ConfigError for a keyring rotation cannot use and DatabaseError when the database
-    refuses writes — both before any row is written.
+    refuses writes — both before any row is written. `workers` processes share the id range
+    on PostgreSQL when the table is big enough to be worth it; `after_batch` (tests) implies one.
     """
     check_keyring(keyring, include_current=include_current)
     planner = RotationPlanner.from_registry(registry, keyring, include_current=include_current)
@@ -243,10 +244,11 @@ def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, inclu
     with factory() as store:
         if not dry_run:
             store.check_writable()
-        parallel = workers > 1 and isinstance(store, _rewrite.PostgresStore)
+        parallel = workers > 1 and after_batch is None and isinstance(store, _rewrite.PostgresStore)
         if parallel:
             bounds = store.id_bounds()
-        else:
+            parallel = bounds[1] - bounds[0] >= 2 * batch_size  # forking costs more than small tables take
+        if not parallel:
             result = _rewrite.run_rewrite(store, planner, progress=progress, after_batch=after_batch, **options)
     if parallel:
         result = _rewrite.run_parallel(factory, planner, workers=workers, id_bounds=bounds, progress=progress, **options)

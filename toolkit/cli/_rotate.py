@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..rotation import DEFAULT_BATCH_SIZE
+from ..rotation import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from ._context import get_context
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
@@ -14,7 +14,7 @@ from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Rows per page: one read and one UPDATE, each its own short transaction.")
-@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1, 16), default=DEFAULT_WORKERS, show_default=True,
               help="Processes over disjoint id ranges (PostgreSQL; decrypting is CPU-bound).")
 @click.option("--include-current", is_flag=True,
               help="Also re-encrypt values already under the current key, with fresh IVs (fixes secret.nonce-reuse).")
