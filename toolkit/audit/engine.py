@@ -55,11 +55,15 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
     postgres = is_postgres(database)
     mark = "%s" if postgres else "?"
 
-    users = _email_duplicates(database, filters, mark)
+    def users_check():
+        return _email_duplicates(database, filters, mark)
+
     query = installation_query(filters, tuple(registry.apps), mark=mark)
     if postgres:
-        rows, raw, ivs, used_jobs = _audit_postgres(database, auditor, query, jobs, progress)
+        # The users' check runs in this process while the workers stream installations.
+        rows, raw, ivs, used_jobs, users = _audit_postgres(database, auditor, query, jobs, progress, users_check)
     else:
+        users = users_check()
         _audit_sqlite(database, auditor, query, progress)
         rows, raw, ivs, used_jobs = auditor.rows, auditor.findings, auditor.ivs, 1
 
@@ -134,22 +138,24 @@ def _audit_sqlite(database, auditor: Auditor, query, progress) -> None:
 
 # ---- PostgreSQL -------------------------------------------------------------------------
 
-def _audit_postgres(database, auditor: Auditor, query, jobs, progress):
+def _audit_postgres(database, auditor: Auditor, query, jobs, progress, meanwhile):
     with translate_errors(database), read_only(database):
         low, high = database.execute_sql(range_query(query).sql, query.params).fetchone()
         # The planner's estimate is total enough for a progress bar, and free.
         total = None if low is None else min(_estimate_rows(database, query), high - low + 1)
     _report(progress, 0, total)
     if low is None:
-        return 0, [], IVLog(), 1
+        return 0, [], IVLog(), 1, meanwhile()
     jobs = DEFAULT_JOBS if jobs is None else max(1, int(jobs))
     url = getattr(database, "url", None)
     if jobs == 1 or total < PARALLEL_THRESHOLD or url is None or _start_method() is None:
+        side = meanwhile()
         _copy_with_peewee(database, auditor, query, progress, total)
-        return auditor.rows, auditor.findings, auditor.ivs, 1
+        return auditor.rows, auditor.findings, auditor.ivs, 1, side
     chunks = _id_ranges(low, high + 1, jobs * CHUNKS_PER_JOB)
     queries = [query.with_id_range(a, b) for a, b in chunks]
-    return (*_run_workers(url.dsn(), auditor, queries, jobs, progress, total), jobs)
+    rows, findings, ivs, side = _run_workers(url.dsn(), auditor, queries, jobs, progress, total, meanwhile)
+    return rows, findings, ivs, jobs, side
 
 
 def _estimate_rows(database, query) -> int:
@@ -197,13 +203,15 @@ def _copy_with_peewee(database, auditor, query, progress, total) -> None:
     _report(progress, auditor.rows, auditor.rows)
 
 
-def _run_workers(dsn, auditor, queries, jobs, progress, total):
+def _run_workers(dsn, auditor, queries, jobs, progress, total, meanwhile):
+    """Stream `queries` through `jobs` worker processes; run `meanwhile()` here meanwhile."""
     context = multiprocessing.get_context(_start_method())
     counter = context.Value("q", 0)
     findings, ivs, rows = [], IVLog(), 0
     # initargs: inherited as they are under fork, pickled once per worker otherwise.
     with context.Pool(jobs, initializer=_init_worker, initargs=(auditor, dsn, counter)) as pool:
         results = pool.imap_unordered(_worker_chunk, queries)
+        side = meanwhile()
         while True:
             try:
                 result = results.next(timeout=0.2)
@@ -220,7 +228,7 @@ def _run_workers(dsn, auditor, queries, jobs, progress, total):
             rows += chunk_rows
             _report(progress, counter.value, total)
     _report(progress, rows, rows)
-    return rows, findings, ivs
+    return rows, findings, ivs, side
 
 
 # ---- inside a worker process ---------------------------------------------------------------
