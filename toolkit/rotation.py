@@ -112,36 +112,39 @@ class RotationPlanner:
         return cls({app.id: app.secret_keys for app in registry}, keyring, **kwargs)
 
     def plan(self, row: _rewrite.Row) -> _rewrite.Plan:
+        # The hot loop of a rotation (millions of rows): locals, positional tuples, no copies.
         keys = self.secret_keys.get(row.app_id)
         if keys is None:
             return _rewrite.Plan(None, (UNKNOWN_APP,))
         config = row.config
-        if not isinstance(config, dict):
+        if config.__class__ is not dict:
             return _rewrite.Plan(None, (NOT_OBJECT,) if config is not None else ())
-        expect = {}
-        patch = {}
+        inspect, original_index = self.inspect, self._original_index
+        expect = patch = None
         tally = []
         for key in keys:
             value = config.get(key)
             if value is None or value == "":
                 continue  # an optional secret left blank: nothing stored, nothing to rotate
-            status = self.inspect(value)
+            status = inspect(value)
             index = status.key_index
             if index is None:
                 tally.append(status.kind)  # undecryptable, malformed (incl. non-string), plaintext
                 continue
-            if self._original_index is not None:
-                index = self._original_index[index]
-            if index == 0 and not self.include_current:
-                tally.append(CURRENT)
-                continue
+            if original_index is not None:
+                index = original_index[index]
+                if index == 0:
+                    tally.append(CURRENT)
+                    continue
+            if patch is None:
+                expect, patch = {}, {}
             expect[key] = value
             patch[key] = self.seal(status.plaintext)
             tally.append(ROTATED)
             tally.append(_FROM_LABELS[index] if index < len(_FROM_LABELS) else f"{_FROM}{index}")
-        if not patch:
-            return _rewrite.Plan(None, tuple(tally))
-        return _rewrite.Plan(_rewrite.Change(row.id, expect=expect, patch=patch), tuple(tally))
+        if patch is None:
+            return _rewrite.Plan(None, tally)
+        return _rewrite.Plan(_rewrite.Change(row.id, expect, patch), tally)
 
 
 @dataclasses.dataclass
