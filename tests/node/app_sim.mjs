@@ -10,18 +10,19 @@
 // Usage:
 //   DATABASE_URL=... ENCRYPTION_KEY=<64 hex> [ENCRYPTION_KEY_PREVIOUS=k1,k2] [IV_LENGTH=12] \
 //     node app_sim.mjs --registry registry.json  < ops.json  > results.json
+//   (FIXED_IV=<hex> makes it the buggy app that encrypts every value with the same IV)
 //
 // stdin: a JSON array of operations, run in order; stdout: a JSON array with one
 // {"ok": result} or {"error": message} per operation. Operations:
 //
 //   createUser  {email, name?, role?}                       -> {id}
-//   install     {userId, appId, config?, status?}           -> {id}       (password fields encrypted)
+//   install     {userId | userEmail, appId, config?, status?} -> {id}     (password fields encrypted)
 //   update      {id, changes, status?}                      -> {id, config}  read, merge, encrypt, write
 //                                                             (changes[k] === null removes k; updatedAt: new Date())
 //   read        {id}                                        -> {id, userId, appId, status, config, keys, errors}
 //   readAll     {}                                          -> [read result, ...] ordered by id
 //   writeRaw    {id, config?, status?, updatedAt?}          -> {id}       a buggy app: stored as given
-//   insertRaw   {userId, appId, config, status?}            -> {id}       a buggy app: stored as given
+//   insertRaw   {userId | userEmail, appId, config, status?} -> {id}      a buggy app: stored as given
 //   encrypt     {value}  /  decrypt {value}                 -> string     the app's crypto alone
 //   loop        {ids, iterations, field, secretField?, secretPrefix?, tag, stopFile?}
 //                                                          -> {writes, last: {id: {field: value}}}
@@ -83,10 +84,12 @@ const KEYS = [process.env.ENCRYPTION_KEY, ...(process.env.ENCRYPTION_KEY_PREVIOU
   .filter(Boolean)
   .map(keyFromHex);
 const IV_LENGTH = Number(process.env.IV_LENGTH || 16);
+// A buggy app that reuses one IV (a constant, or a seeded PRNG): FIXED_IV=<hex>.
+const FIXED_IV = process.env.FIXED_IV ? Buffer.from(process.env.FIXED_IV, "hex") : null;
 
 export function encrypt(text) {
   if (!KEYS.length) throw new Error("ENCRYPTION_KEY is not set");
-  const iv = crypto.randomBytes(IV_LENGTH);
+  const iv = FIXED_IV || crypto.randomBytes(IV_LENGTH);
   const cipher = crypto.createCipheriv("aes-256-gcm", KEYS[0], iv);
   let encrypted = cipher.update(text, "utf8", "hex");
   encrypted += cipher.final("hex");
@@ -176,6 +179,14 @@ function makeOps(db, registry) {
     return { id: row.id, userId: row.userId, appId: row.appId, status: row.status, config, keys, errors };
   };
 
+  // `userEmail` lets one batch create a user and install for it (ids are the database's).
+  const userIdOf = async ({ userId, userEmail }) => {
+    if (userId !== undefined) return userId;
+    const [row] = await db.select({ id: users.id }).from(users).where(eq(users.email, userEmail));
+    if (!row) throw new Error(`no user ${userEmail}`);
+    return row.id;
+  };
+
   const update = async ({ id, changes, status }) => {
     const row = await readRow(id);
     const config = merge(row.config, encryptChanges(registry, row.appId, changes));
@@ -190,10 +201,11 @@ function makeOps(db, registry) {
       const [row] = await db.insert(users).values({ email, name, role }).returning({ id: users.id });
       return row;
     },
-    async install({ userId, appId, config = {}, status = "installed" }) {
+    async install({ userId, userEmail, appId, config = {}, status = "installed" }) {
       const [row] = await db
         .insert(appInstallations)
-        .values({ userId, appId, status, config: encryptChanges(registry, appId, config) })
+        .values({ userId: await userIdOf({ userId, userEmail }), appId, status,
+          config: encryptChanges(registry, appId, config) })
         .returning({ id: appInstallations.id });
       return row;
     },
@@ -213,10 +225,10 @@ function makeOps(db, registry) {
       await db.update(appInstallations).set(values).where(eq(appInstallations.id, id));
       return { id };
     },
-    async insertRaw({ userId, appId, config, status = "installed" }) {
+    async insertRaw({ userId, userEmail, appId, config, status = "installed" }) {
       const [row] = await db
         .insert(appInstallations)
-        .values({ userId, appId, status, config })
+        .values({ userId: await userIdOf({ userId, userEmail }), appId, status, config })
         .returning({ id: appInstallations.id });
       return row;
     },
