@@ -208,18 +208,39 @@ def test_row_deleted_meanwhile_is_counted_not_an_error(pg_url, registry):
     assert result.gone == 1 and not result.left and result.tally["rotated"] == 14
 
 
-def test_update_is_one_statement_per_page(pg_url, registry):
+class CountingStore(_rewrite.PostgresStore):
+    """Records each UPDATE statement: (fast path?, rows in it)."""
+
+    def __init__(self, url):
+        super().__init__(open_postgres(url).url.dsn())
+        self.statements = []
+
+    def _update_fast(self, cursor, changes, versions):
+        self.statements.append((True, len(changes)))
+        return super()._update_fast(cursor, changes, versions)
+
+    def _update_exact(self, cursor, changes):
+        self.statements.append((False, len(changes)))
+        return super()._update_exact(cursor, changes)
+
+
+def test_one_update_statement_per_page_when_nobody_else_writes(pg_url, registry):
     seed_stripe(pg_url, 25)
-    statements = []
-
-    class CountingStore(_rewrite.PostgresStore):
-        def apply(self, changes):
-            statements.append(len(changes))
-            return super().apply(changes)
-
-    with CountingStore(open_postgres(pg_url).url.dsn()) as store:
+    with CountingStore(pg_url) as store:
         _run(store, rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)))
-    assert statements == [10, 10, 5]
+    assert store.statements == [(True, 10), (True, 10), (True, 5)]
+
+
+def test_rows_written_meanwhile_get_the_exact_condition(pg_url, registry):
+    expected = seed_stripe(pg_url, 25)
+    target = sorted(expected)[14]
+    app = _pg_writer(pg_url, "UPDATE app_installations SET config = config || '{\"region\": \"eu\"}' WHERE id = %s")
+    planner = AppWritesWhilePlanning(rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)), target, app)
+    with CountingStore(pg_url) as store:
+        result = _run(store, planner)
+    # The row version changed, so the fast path skips the row; the old values still match.
+    assert store.statements == [(True, 10), (True, 10), (False, 1), (True, 5)]
+    assert result.conflicts == 0 and result.tally["rotated"] == 50
 
 
 def test_parallel_workers_cover_every_row(pg_url, registry):

@@ -55,6 +55,7 @@ class Row(NamedTuple):
     status: str
     config: object  # parsed JSON (dict for a sane row; None, list, … otherwise)
     config_text: str | None  # exactly as read, for whole-row compare-and-swap
+    version: str | None = None  # PostgreSQL: the row version read (xmin), for the fast path
 
 
 _NOTHING = types.MappingProxyType({})
@@ -154,7 +155,7 @@ def _settle(store, planner, rows, result, *, dry_run, max_retries) -> None:
         if dry_run or not changes:
             applied = {change.id for change in changes}
         else:
-            applied = store.apply(changes)
+            applied = store.apply(changes, {row.id: row.version for row in rows})
         missed = []
         settled = []  # the tallies of the rows settled now (counted once per page: cheaper)
         for row_id, plan in plans:
@@ -290,11 +291,34 @@ def parse_config(text):
         return json.loads(text)
 
 
-_COLUMNS = "id, app_id, status::text, config::text"
+_COLUMNS = "id, app_id, status::text, config::text, xmin::text"
 
-# One page of changes as one JSON document; `@>` on a flat object of strings is exact
-# equality of each listed key (jsonb containment of a scalar is equality).
-_PG_UPDATE = """
+# A page's changes travel as ONE JSON document (much cheaper to build and to parse than a
+# VALUES list of thousands of rows), in up to two statements:
+#
+#   fast   for the changes that only set keys (rotation, encrypting a plaintext secret): the
+#          row version is still the one read (`xmin`), i.e. nothing at all changed since the
+#          read, so the exact condition below holds too. The document is an object keyed by
+#          id, looked up from a range scan of the page's ids — no join, no old values sent;
+#   exact  for everything else, and for the rows the app wrote meanwhile: the keys the change
+#          depends on still hold exactly the values read (`@>` on a flat object of strings
+#          is equality of each listed key), or, for whole-row changes, the config and the
+#          status are still as read.
+#
+# A row is written iff the exact condition holds; the fast path only spares sending and
+# comparing the old values in the common case.
+_PG_FAST = """
+UPDATE app_installations AS t
+   SET config = t.config || (v.doc -> t.id::text -> 'p'){touch}
+  FROM (SELECT %s::jsonb AS doc) AS v
+ WHERE t.id >= %s AND t.id <= %s
+   AND v.doc ? t.id::text
+   AND t.xmin = (v.doc -> t.id::text ->> 'x')::xid
+RETURNING t.id
+"""
+_PG_FAST_TOUCH = ", updated_at = CASE WHEN v.doc -> t.id::text ? 'u' THEN now() ELSE t.updated_at END"
+
+_PG_EXACT = """
 UPDATE app_installations AS t
    SET config = {config}{status}{touch}
   FROM jsonb_to_recordset(%s::jsonb)
@@ -305,20 +329,35 @@ RETURNING t.id
 """
 
 
-def _pg_update_sql(changes) -> str:
-    """The page's UPDATE, with only the clauses its changes need (rotation: the shortest)."""
+def _fast_path(change: Change) -> bool:
+    return not change.drop and change.status is None
+
+
+def _pg_exact_sql(changes) -> str:
+    """The exact UPDATE, with only the clauses its changes need."""
     drops = any(c.drop for c in changes)
     statuses = any(c.status for c in changes)
     config = "(t.config - coalesce(v.d, '{}')) || v.p" if drops else "t.config || v.p"
     if statuses:
         # A status-only change leaves the config as it is (even a NULL one).
         config = f"CASE WHEN v.p = '{{}}' AND v.d IS NULL THEN t.config ELSE {config} END"
-    return _PG_UPDATE.format(
+    return _PG_EXACT.format(
         config=config,
         status=", status = coalesce(v.s1, t.status::text)::app_status" if statuses else "",
         touch=", updated_at = CASE WHEN v.u THEN now() ELSE t.updated_at END" if any(c.touch for c in changes) else "",
         status_check="\n   AND (v.s0 IS NULL OR t.status::text = v.s0)" if statuses else "",
     )
+
+
+def _pg_fast_document(changes, versions) -> bytes:
+    document = {}
+    for change in changes:
+        patch = change.patch
+        entry = {"x": versions[change.id], "p": patch if patch.__class__ is dict else dict(patch)}
+        if change.touch:
+            entry["u"] = True
+        document[str(change.id)] = entry
+    return orjson.dumps(document)
 
 
 def _pg_record(change: Change) -> dict:
@@ -375,7 +414,7 @@ class PostgresStore:
             cursor.execute("SET TRANSACTION READ ONLY")
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
-        return [Row(i, a, s, parse_config(c), c) for i, a, s, c in fetched]
+        return [Row(i, a, s, parse_config(c), c, x) for i, a, s, c, x in fetched]
 
     def count(self, id_range=None) -> int:
         after, upto = id_range if id_range is not None else (BEFORE_ALL, None)
@@ -413,24 +452,49 @@ class PostgresStore:
                 hint="use a role that may write, e.g. the app's own",
             )
 
-    def apply(self, changes) -> set[int]:
-        """Write `changes` in one statement; the ids whose compare-and-swap held."""
+    def apply(self, changes, versions=None) -> set[int]:
+        """Write `changes` in one transaction; the ids whose compare-and-swap held.
+
+        `versions` (id -> the row version read) enables the fast path: one statement for the
+        rows nobody touched since the read, a second only for those the app wrote meanwhile.
+        """
         if self.read_only:
             raise RuntimeError("read-only store")
-        sql = _pg_update_sql(changes)
-        document = orjson.dumps([_pg_record(c) for c in changes]).decode()
         try:
             with self._transaction() as cursor:
                 # Both transaction-scoped (pooler-safe). Asynchronous commit: a crash may forget
                 # the last pages written — they are still under the old values, readable, and
                 # the next run redoes them — in exchange for not waiting on a WAL flush per page.
                 cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SET LOCAL synchronous_commit = off")
-                cursor.execute(sql, (document,))
-                return {row[0] for row in cursor.fetchall()}
+                applied = set()
+                rest = changes
+                if versions:
+                    fast = [c for c in changes if _fast_path(c) and versions.get(c.id) is not None]
+                    applied = self._update_fast(cursor, fast, versions)
+                    rest = [c for c in changes if c.id not in applied]
+                if rest:
+                    applied |= self._update_exact(cursor, rest)
+                return applied
         except _RETRYABLE:
             # The app held these rows: nothing of the page was written; the caller re-reads
             # and retries them like any other compare-and-swap miss.
             return set()
+
+    @staticmethod
+    def _update_fast(cursor, changes, versions) -> set[int]:
+        if not changes:
+            return set()
+        ids = [c.id for c in changes]
+        sql = _PG_FAST.format(touch=_PG_FAST_TOUCH if any(c.touch for c in changes) else "")
+        cursor.execute(sql, (_pg_fast_document(changes, versions).decode(), min(ids), max(ids)))
+        return {row[0] for row in cursor.fetchall()}
+
+    @staticmethod
+    def _update_exact(cursor, changes) -> set[int]:
+        if not changes:
+            return set()
+        cursor.execute(_pg_exact_sql(changes), (orjson.dumps([_pg_record(c) for c in changes]).decode(),))
+        return {row[0] for row in cursor.fetchall()}
 
     # -- plumbing ---------------------------------------------------------------------
     def _transaction(self):
@@ -532,7 +596,8 @@ class SqliteStore:
         except self._sqlite3.Error as exc:
             raise DatabaseError(f"the demo database refuses writes ({exc}); nothing was changed") from None
 
-    def apply(self, changes) -> set[int]:
+    def apply(self, changes, versions=None) -> set[int]:
+        """Re-check each change against the row inside one write transaction (exact; no versions)."""
         if self.read_only:
             raise RuntimeError("read-only store")
         applied = set()
