@@ -29,7 +29,6 @@ _SECRET_CODES = frozenset({
 })
 _CIPHERTEXT_IN_PLAIN_FIELDS = frozenset({"field.unexpected-ciphertext", "secret.nonce-reuse"})
 _CONFIG_CODES = frozenset(ALL_CODES) - {"app.unknown", "installation.timestamps", "user.email-case-duplicate"}
-_OPEN_BRACE = (b"{", "{")
 _STATUS = {b"installed": "installed", b"configured": "configured", "installed": "installed", "configured": "configured"}
 
 
@@ -50,6 +49,7 @@ class AppPlan(NamedTuple):
     app_id: str
     rules: dict  # key -> FieldRule
     required_keys: tuple
+    required_set: frozenset
 
 
 class Auditor:
@@ -108,7 +108,7 @@ class Auditor:
             else:
                 kind = CHECKED
             rules[field.key] = FieldRule(kind, len(self.slots) - 1, field, {})
-        return AppPlan(app_id, rules, tuple(app.required_keys))
+        return AppPlan(app_id, rules, tuple(app.required_keys), frozenset(app.required_keys))
 
     # ---- the hot path ------------------------------------------------------------------
     def write(self, line: bytes) -> None:
@@ -136,78 +136,64 @@ class Auditor:
     def audit(self, installation_id, user_id, app_id, status, timestamps, raw_config) -> None:
         """One installation. Ids and app_id may be bytes (COPY) or str/int (SQLite)."""
         self.rows += 1
-        out = self.findings
         if timestamps:
-            message = checks.timestamps_problem(_str(timestamps))
-            out.append(("installation.timestamps", installation_id, user_id, _str(app_id), None, message))
+            self.findings.append(("installation.timestamps", installation_id, user_id, _str(app_id), None,
+                                  checks.timestamps_problem(_str(timestamps))))
         plan = self.plans.get(app_id)
         if plan is None:
             app_id = checks.safe_name(_str(app_id))
-            out.append(("app.unknown", installation_id, user_id, app_id, None,
-                        f"app '{app_id}' is not in the registry"))
+            self.findings.append(("app.unknown", installation_id, user_id, app_id, None,
+                                  f"app '{app_id}' is not in the registry"))
             return
         if not self.reads_config:
             return
-        app_id = plan.app_id
-        if raw_config is not None and raw_config[:1] in _OPEN_BRACE:
-            try:
-                config = _loads(raw_config)
-            except JSONDecodeError:
-                config = checks.load_config(raw_config)
-        else:
+        try:
+            config = _loads(raw_config)  # bytes or str; NULL (None) and the rest fall through
+        except (JSONDecodeError, TypeError):
             config = checks.load_config(raw_config)
         if config.__class__ is not dict:
-            out.append(("config.not-object", installation_id, user_id, app_id, None,
-                        checks.config_not_object(config)))
-            return
+            config = checks.load_config(raw_config)  # NULL / JSON null -> {}; else what it is
+            if config.__class__ is not dict:
+                self.findings.append(("config.not-object", installation_id, user_id, plan.app_id, None,
+                                      checks.config_not_object(config)))
+                return
         status = _STATUS.get(status, status)
         rules = plan.rules
         bad = None  # fields with a finding (status.not-configured needs them)
         row = None  # installation_id << 32 | user_id, once a value is traced
-        decrypts, scans_plain, inspect, trace = self.decrypts, self.scans_plain, self.inspect, self._trace
         for key, value in config.items():
             rule = rules.get(key)
-            if rule is None:
-                name = checks.safe_name(key)
-                out.append(("field.unknown", installation_id, user_id, app_id, name,
-                            f"not a field of app '{app_id}'"))
-                if value.__class__ is not str:
-                    out.append(("config.non-string", installation_id, user_id, app_id, name,
-                                checks.config_non_string(value)))
-                bad = _add(bad, key)
+            if rule is None or value.__class__ is not str:
+                bad = self._wrong_key(plan, installation_id, user_id, key, value, rule, bad)
                 continue
-            if value.__class__ is not str:
-                out.append(("config.non-string", installation_id, user_id, app_id, key,
-                            checks.config_non_string(value)))
-                bad = _add(bad, key)
-                continue
-            if value == "":
-                continue  # not set
+            if not value:
+                continue  # "" is not set
             kind, slot, definition, cache = rule
             if kind == SECRET:
-                if not decrypts:
+                if not self.decrypts:
                     continue
-                found = inspect(value)
+                found = self.inspect(value)
                 key_index = found.key_index
                 if key_index is not None:
                     if row is None:
                         row = int(installation_id) << 32 | int(user_id)
-                    trace(found.iv, key_index, slot, row)
+                    self._trace(found.iv, key_index, slot, row)
                     if key_index == 0 and found.plaintext.isascii():
                         continue  # the clean path: current key, plain ASCII
                 for code, message in checks.secret_problems(found, self.key_count):
-                    out.append((code, installation_id, user_id, app_id, key, message))
+                    self.findings.append((code, installation_id, user_id, plan.app_id, key, message))
                     bad = _add(bad, key)
                 continue
-            # A non-password value: first, was it encrypted by mistake? (cheap filters first)
-            if scans_plain and value.count(":") >= 2 and looks_encrypted(value):
-                found = inspect(value)
+            # A non-password value: was it encrypted by mistake? (cheap filters first)
+            if self.scans_plain and value.count(":") >= 2 and looks_encrypted(value):
+                found = self.inspect(value)
                 message = checks.unexpected_ciphertext(found)
                 if message is not None:
                     if row is None:
                         row = int(installation_id) << 32 | int(user_id)
-                    trace(found.iv, found.key_index, slot, row)
-                    out.append(("field.unexpected-ciphertext", installation_id, user_id, app_id, key, message))
+                    self._trace(found.iv, found.key_index, slot, row)
+                    self.findings.append(("field.unexpected-ciphertext", installation_id, user_id,
+                                          plan.app_id, key, message))
                     bad = _add(bad, key)
                     continue
             if kind == CHECKED:
@@ -217,18 +203,31 @@ class Auditor:
                     if len(cache) < CACHE_LIMIT:
                         cache[value] = message
                 if message is not None:
-                    out.append(("field.invalid", installation_id, user_id, app_id, key, message))
+                    self.findings.append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
                     bad = _add(bad, key)
         if status == "configured":
-            for key in plan.required_keys:
-                value = config.get(key)
-                if value is None or value == "":
-                    out.append(("field.missing", installation_id, user_id, app_id, key,
-                                checks.missing_message(value)))
+            # Two C-level scans; the loop runs only when something is amiss.
+            if not plan.required_set <= config.keys() or "" in config.values():
+                for key in plan.required_keys:
+                    value = config.get(key)
+                    if value is None or value == "":
+                        self.findings.append(("field.missing", installation_id, user_id, plan.app_id, key,
+                                              checks.missing_message(value)))
         elif self.checks_status and status == "installed":
             message = checks.not_configured(status, plan.required_keys, config, bad or ())
             if message is not None:
-                out.append(("status.not-configured", installation_id, user_id, app_id, None, message))
+                self.findings.append(("status.not-configured", installation_id, user_id, plan.app_id, None, message))
+
+    def _wrong_key(self, plan, installation_id, user_id, key, value, rule, bad):
+        """field.unknown and/or config.non-string for one key (off the clean path)."""
+        name = checks.safe_name(key)
+        if rule is None:
+            self.findings.append(("field.unknown", installation_id, user_id, plan.app_id, name,
+                                  f"not a field of app '{plan.app_id}'"))
+        if value.__class__ is not str:
+            self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, name,
+                                  checks.config_non_string(value)))
+        return _add(bad, key)
 
 
 def _add(bad, key):
