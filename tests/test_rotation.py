@@ -306,3 +306,22 @@ def test_sqlite_store_compare_and_swap(sqlite_path, registry):
     assert configs[4]["apiKey"] == apps_value
     assert configs[7]["region"] == "eu" and open_under(NEW_KEY, configs[7]["apiKey"]) == b"sk_7"
     assert all(open_under(NEW_KEY, c["apiKey"]) for c in configs.values())
+
+
+def test_parallel_workers_from_a_threaded_process(pg_url, registry):
+    """A notebook kernel runs threads: the workers then start from a fork server, not a fork."""
+    import threading
+
+    expected = seed_stripe(pg_url, 40)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        assert _rewrite._start_method() != "fork"
+        report = rotation.rotate(open_postgres(pg_url), registry, keyring(NEW_KEY, OLD_KEY), workers=2, batch_size=8)
+    finally:
+        stop.set()
+        thread.join()
+    assert report.rotated == 80 and report.result.batches > 2
+    for row_id, (_, config, _) in rows(pg_url).items():
+        assert open_under(NEW_KEY, config["apiKey"]).decode() == expected[row_id]["apiKey"]

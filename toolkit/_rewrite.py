@@ -193,8 +193,7 @@ def run_parallel(store_factory: Callable[[], object], planner: Planner, *, worke
     low, high = id_bounds
     ranges = id_ranges(low - 1, high, workers)
     ranges[-1] = (ranges[-1][0], None)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = multiprocessing.get_context(_start_method())
     queue = context.Queue()
     started = time.perf_counter()
     result = RewriteResult(dry_run=options.get("dry_run", False))
@@ -214,6 +213,18 @@ def run_parallel(store_factory: Callable[[], object], planner: Planner, *, worke
         result.merge(outcome)
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def _start_method() -> str:
+    """fork when this is the only thread (cheap); forkserver otherwise (a Jupyter kernel or the
+    dashboard run threads, and forking a threaded process can deadlock the child)."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 _progress_queue = None
