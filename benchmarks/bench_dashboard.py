@@ -41,6 +41,9 @@ CURRENT_KEY = "5f" * 32
 # What sorting by the other columns needs on a large table. Not created by the toolkit:
 # the schema belongs to the app (drizzle); add them there if operators sort by these often.
 RECOMMENDED_INDEXES = {
+    # Email substring search (ILIKE '%…%') on many users: a trigram index (contrib pg_trgm).
+    "pg_trgm": "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "users_email_trgm_idx": "CREATE INDEX {c} users_email_trgm_idx ON users USING gin (email gin_trgm_ops)",
     "app_installations_updated_at_id_idx": "CREATE INDEX {c} app_installations_updated_at_id_idx ON app_installations (updated_at, id)",
     "app_installations_installed_at_id_idx": "CREATE INDEX {c} app_installations_installed_at_id_idx ON app_installations (installed_at, id)",
     "app_installations_app_id_id_idx": "CREATE INDEX {c} app_installations_app_id_id_idx ON app_installations (app_id, id)",
@@ -144,10 +147,17 @@ async def run_app(database, registry_path, tmp: Path):
     timings = {}
     started = time.perf_counter()
     async with app.run_test(size=(130, 40)) as pilot:
+        # Polling is fine in a benchmark: the page and the counts arrive from two workers.
+        table = None
+        while table is None or table.row_count < 100:
+            await pilot.pause(0.002)
+            table = app.screen.query_one(PageTable) if app.screen.query(PageTable) else None
+        timings["app: start to first page on screen"] = (time.perf_counter() - started) * 1000
+        while app.screen.overview is None:
+            await pilot.pause(0.002)
+        await pilot.pause()
+        timings["app: start to counts on screen too"] = (time.perf_counter() - started) * 1000
         await settle(pilot)
-        table = app.screen.query_one(PageTable)
-        assert table.row_count == 100, table.row_count
-        timings["app: start to first page + counts on screen"] = (time.perf_counter() - started) * 1000
         samples = []
         for _ in range(5):
             started = time.perf_counter()
@@ -174,6 +184,7 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
     parser.add_argument("--recommended-indexes", action="store_true", help="also time with RECOMMENDED_INDEXES")
     parser.add_argument("--no-app", action="store_true", help="skip the run_test measurements")
+    parser.add_argument("--app-only", action="store_true", help="only the run_test measurements")
     args = parser.parse_args(argv)
 
     name = args.database
@@ -181,22 +192,28 @@ def main(argv=None):
     if created:
         name = _datagen.create_database("bench_dashboard")
         started = time.perf_counter()
-        stats = _datagen.fill(_datagen.dsn(name), args.rows, [bytes.fromhex(CURRENT_KEY)])
-        shape(name)
+        try:
+            stats = _datagen.fill(_datagen.dsn(name), args.rows, [bytes.fromhex(CURRENT_KEY)])
+            shape(name)
+        except BaseException:
+            _datagen.drop_database(name)
+            raise
         print(f"generated {stats['installations']:,} installations, {stats['users']:,} users "
               f"({stats['table_size']}) in {time.perf_counter() - started:.0f} s: database {name}")
+    drop_recommended(name)  # the first timings are with the app's own indexes only
     database = db.open_postgres(_datagen.url(name))
     try:
         with database.connection_context():
             rows = database.execute_sql("SELECT max(id) FROM app_installations").fetchone()[0]
             finding_ids = frozenset(r[0] for r in database.execute_sql(
                 "SELECT id FROM app_installations WHERE mod(id, 997) = 0").fetchall())
-        run_browse(database, rows, args.repeat, finding_ids, "app's indexes only")
+        if not args.app_only:
+            run_browse(database, rows, args.repeat, finding_ids, "app's indexes only")
         if not args.no_app:
             with tempfile.TemporaryDirectory() as tmp:
                 registry = _datagen.write_registry(Path(tmp) / "registry.json")
                 asyncio.run(run_app(database, registry, Path(tmp)))
-        if args.recommended_indexes:
+        if args.recommended_indexes and not args.app_only:
             create_recommended(name)
             run_browse(database, rows, args.repeat, finding_ids, "with RECOMMENDED_INDEXES")
     finally:
@@ -217,9 +234,21 @@ def shape(name: str) -> None:
         cursor.execute(
             "UPDATE app_installations SET "
             "status = CASE WHEN id % 10 = 0 THEN 'installed'::app_status ELSE status END, "
-            "updated_at = installed_at + (id * 7919 % 525600) * interval '1 minute'"
+            "updated_at = installed_at + (id::bigint * 7919 % 525600) * interval '1 minute'"
         )
         cursor.execute("VACUUM (FREEZE, ANALYZE) app_installations")
+    connection.close()
+
+
+def drop_recommended(name: str) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(_datagen.dsn(name))
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        for index in RECOMMENDED_INDEXES:
+            if index.endswith("_idx"):
+                cursor.execute(f"DROP INDEX IF EXISTS {index}")
     connection.close()
 
 
@@ -232,6 +261,7 @@ def create_recommended(name: str) -> None:
         for index, statement in RECOMMENDED_INDEXES.items():
             cursor.execute(statement.format(c="CONCURRENTLY IF NOT EXISTS"))
         cursor.execute("ANALYZE app_installations")
+        cursor.execute("ANALYZE users")
     connection.close()
 
 

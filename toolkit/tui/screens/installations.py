@@ -231,7 +231,8 @@ class InstallationsScreen(ListScreen):
     def on_mount(self) -> None:
         self.take_pending_filter()
         super().on_mount()
-        self.load_overview()
+        # The counts start once the first page is on screen (show_page): on a big table they
+        # cost a scan, and on two cores they would slow the page the operator waits for.
 
     def on_screen_resume(self) -> None:
         if self.take_pending_filter():
@@ -248,6 +249,16 @@ class InstallationsScreen(ListScreen):
     def reload(self) -> None:
         super().reload()
         self.load_overview()
+
+    def show_page(self, page) -> None:
+        super().show_page(page)
+        if self.overview is None and "overview" not in self._tokens:
+            self.load_overview()
+
+    def failed_page(self, message: str) -> None:
+        super().failed_page(message)
+        if self.overview is None and "overview" not in self._tokens:
+            self.load_overview()
 
     def load_overview(self) -> None:
         self.fetch("overview", browse.overview)
