@@ -129,3 +129,19 @@ def test_workers_from_a_threaded_program(planted_pg, registry, monkeypatch):
         other.join()
     assert_exact(report, planted)
     assert engine._start_method() == "fork"
+
+
+def test_sqlite_text_that_is_not_utf8(sqlite_db, registry):
+    """SQLite stores any bytes as TEXT; fetched as str they would make sqlite3 raise."""
+    user_id = sqlite_db.execute_sql("INSERT INTO users (email) VALUES ('x@example.com') RETURNING id").fetchone()[0]
+    sqlite_db.execute_sql(
+        "INSERT INTO app_installations (user_id, app_id, status, config) VALUES "
+        "(?, CAST(X'73747269706500ff' AS TEXT), 'installed', CAST(X'7b22726567696f6e223a2275ff73227d' AS TEXT))",
+        (user_id,))
+    sqlite_db.execute_sql(
+        "INSERT INTO app_installations (user_id, app_id, status, config) VALUES "
+        "(?, 'stripe', 'configured', CAST(X'7b22726567696f6e223a2275ff73227d' AS TEXT))", (user_id + 0,))
+    report = run_audit(sqlite_db, registry, keyring())
+    assert sorted(f.code for f in report.findings) == ["app.unknown", "field.invalid", "field.missing"]
+    unknown = next(f for f in report.findings if f.code == "app.unknown")
+    assert unknown.app_id == "stripe\x00\ufffd"

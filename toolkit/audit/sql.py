@@ -146,7 +146,12 @@ def installation_query(filters: Filters, known_apps=(), *, mark: str = "%s") -> 
     if clause:
         conditions.append(clause)
         params += values
-    sql = f"SELECT id, user_id, app_id, status, {timestamps}, {config} FROM app_installations"
+    columns = ["id", "user_id", "app_id", "status", timestamps, config]
+    if mark == "?":
+        # SQLite: text as bytes, like COPY. A TEXT value that is not UTF-8 would make sqlite3
+        # raise while fetching; as bytes it reaches the checks, which never crash on it.
+        columns[2:] = [f"CAST({c} AS BLOB)" for c in columns[2:]]
+    sql = f"SELECT {', '.join(columns)} FROM app_installations"
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
     return Query(sql, tuple(params))
