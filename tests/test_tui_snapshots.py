@@ -108,3 +108,11 @@ def test_audit_findings(snap, seeded, settings):
 
 def test_write_mode_installation(snap, seeded, settings):
     assert snap(make_app(seeded, settings, write=True), then(open_installation(2)))
+
+
+def test_database_unavailable_banner(snap, settings):
+    from toolkit import db
+
+    # A database file in a directory that does not exist: every connection fails.
+    missing = db.open_sqlite("/nonexistent-toolkit-dir/dashboard.sqlite3")
+    assert snap(make_app(missing, settings), then())

@@ -89,7 +89,7 @@ class ListScreen(DataScreen):
         self.update_summary()
 
     def failed_page(self, message: str) -> None:
-        self.update_summary(error=message)
+        self.update_summary(error="page not loaded (ctrl+r retries)")
 
     def action_next_page(self) -> None:
         if self.page is None or not self.page.has_next:
@@ -231,6 +231,7 @@ class InstallationsScreen(ListScreen):
     def on_mount(self) -> None:
         self.take_pending_filter()
         super().on_mount()
+        self.refresh_overview()  # "counting…" until the counts arrive
         # The counts start once the first page is on screen (show_page): on a big table they
         # cost a scan, and on two cores they would slow the page the operator waits for.
 
