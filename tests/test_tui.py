@@ -454,3 +454,17 @@ async def test_mouse_click_highlights_and_a_second_click_opens(seeded, settings)
         await pilot.click(PageTable, offset=(10, 3))
         await settle(pilot)
         assert isinstance(app.screen, InstallationScreen) and app.screen.installation_id == 3
+
+
+@run_async
+async def test_users_filter_by_id_and_role(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.show_users(2)
+        await settle(pilot)
+        table = app.screen.query_one(PageTable)
+        assert [str(table.get_row_at(i)[1]) for i in range(table.row_count)] == ["bob@example.com"]
+        await pilot.press("slash", "ctrl+u", *"role:admin", "enter")
+        await settle(pilot)
+        assert [str(table.get_row_at(i)[1]) for i in range(table.row_count)] == ["alice@example.com"]

@@ -69,6 +69,7 @@ class InstallationFilter:
 class UserFilter:
     email: str | None = None  # substring, case-insensitive
     role: str | None = None
+    user_id: int | None = None
 
     def __post_init__(self):
         if self.role is not None and self.role not in ROLES:
@@ -253,6 +254,8 @@ def list_users(
         query = query.where(User.email.contains(filters.email))
     if filters.role:
         query = query.where(User.role == filters.role)
+    if filters.user_id is not None:
+        query = query.where(User.id == filters.user_id)
 
     def make_row(record):
         id_, name, email, role, created_at, count = record

@@ -70,9 +70,15 @@ class DashboardApp(App):
             self.switch_mode("installations")
 
     def show_users(self, user_id: int | None = None) -> None:
+        """Switch to the users list, filtered to one user when `user_id` is given."""
         self.switch_mode("users")
         if user_id is not None:
-            self.notify(f"The finding concerns user #{user_id}.", markup=False)
+            self.call_after_refresh(self._filter_users, user_id)
+
+    def _filter_users(self, user_id: int) -> None:
+        screen = self.screen
+        if isinstance(screen, UsersScreen):
+            screen.apply_filter(FilterQuery(user_id=user_id))
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):

@@ -4,7 +4,7 @@
     status:S           installed | configured
     email:TEXT         part of the user's email (bare words mean the same)
     code:CODE          installations with a finding of that code (after an audit); code:any = any finding
-    user:ID            one user's installations
+    user:ID            one user (installations: that user's; users list: that user)
     role:R             (users list) admin | customer
 
 Pure functions: text in, a FilterQuery or a UsageError out.

@@ -16,8 +16,8 @@ from .installations import ListScreen
 
 class UsersScreen(ListScreen):
     TITLE = "Users"
-    FILTER_KEYS = ("email", "role")
-    FILTER_HINT = "role:admin  (words match the email; enter applies)"
+    FILTER_KEYS = ("email", "role", "user")
+    FILTER_HINT = "role:admin user:42  (words match the email; enter applies)"
     BINDINGS = ListScreen.BINDINGS + [Binding("enter", "open", "Installations", show=True)]
 
     def compose(self) -> ComposeResult:
@@ -38,7 +38,8 @@ class UsersScreen(ListScreen):
         return browse.list_users
 
     def browse_filter(self):
-        return browse.UserFilter(email=self.query_filter.email, role=self.query_filter.role)
+        query = self.query_filter
+        return browse.UserFilter(email=query.email, role=query.role, user_id=query.user_id)
 
     def action_open(self) -> None:
         row = self.table.current
