@@ -78,7 +78,8 @@ class Auditor:
     def __getstate__(self):
         # For worker processes started by forkserver: rules and keyring, not the collected state.
         state = dict(self.__dict__)
-        for name in ("findings", "ivs", "_trace", "_pending", "rows", "on_tick"):
+        for name in ("findings", "ivs", "_trace", "_iv_extend", "_meta_append", "_row_append",
+                     "_pending", "rows", "on_tick"):
             state.pop(name, None)
         return state
 
@@ -91,6 +92,8 @@ class Auditor:
         self.findings: list[tuple] = []
         self.ivs = IVLog()
         self._trace = self.ivs.adder()
+        self._iv_extend, self._meta_append, self._row_append = (
+            self.ivs.ivs.extend, self.ivs.meta.append, self.ivs.rows.append)
         self._pending = b""
         self.rows = 0
         self.on_tick = None  # called with the row count every TICK_MASK + 1 rows
@@ -177,7 +180,13 @@ class Auditor:
                 if key_index is not None:
                     if row is None:
                         row = int(installation_id) << 32 | int(user_id)
-                    self._trace(found.iv, key_index, slot, row)
+                    iv = found.iv
+                    if len(iv) == 16:  # IVLog's common case inline (see IVLog.adder)
+                        self._iv_extend(iv)
+                        self._meta_append(key_index << 24 | slot)
+                        self._row_append(row)
+                    else:
+                        self._trace(iv, key_index, slot, row)
                     if key_index == 0 and found.plaintext.isascii():
                         continue  # the clean path: current key, plain ASCII
                 for code, message in checks.secret_problems(found, self.key_count):
