@@ -325,3 +325,24 @@ def test_parallel_workers_from_a_threaded_process(pg_url, registry):
     assert report.rotated == 80 and report.result.batches > 2
     for row_id, (_, config, _) in rows(pg_url).items():
         assert open_under(NEW_KEY, config["apiKey"]).decode() == expected[row_id]["apiKey"]
+
+
+def test_a_row_the_app_keeps_locked_does_not_hold_back_its_page(pg_url, registry):
+    expected = seed_stripe(pg_url, 30)
+    locked = sorted(expected)[17]
+    app = psycopg2.connect(pg_url)  # an app transaction that holds one row and does not finish
+    with app.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM app_installations WHERE id = %s FOR UPDATE", (locked,))
+    try:
+        with _rewrite.PostgresStore(open_postgres(pg_url).url.dsn(), lock_timeout="50ms") as store:
+            result = _run(store, rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)),
+                          max_retries=1)
+    finally:
+        app.rollback()
+        app.close()
+    assert result.left == [locked] and result.tally["rotated"] == 58
+    after = rows(pg_url)
+    assert open_under(OLD_KEY, after[locked][1]["apiKey"]) == expected[locked]["apiKey"].encode()
+    assert all(open_under(NEW_KEY, config["apiKey"]) for i, (_, config, _) in after.items() if i != locked)
+    report = rotation.rotate(open_postgres(pg_url), registry, keyring(NEW_KEY, OLD_KEY))
+    assert report.complete and report.rotated == 2

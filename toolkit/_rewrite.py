@@ -46,7 +46,8 @@ from .errors import DatabaseError
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_MAX_RETRIES = 3
 BEFORE_ALL = -(2**62)  # below any id (serial ids start at 1, but a hand-inserted row may not)
-LOCK_TIMEOUT = "5s"  # an app transaction holding a row this long: retry the page later
+LOCK_TIMEOUT = "1s"  # an app transaction holding a row longer than this: that row waits for a retry
+SPLIT = 16  # a page that times out on a lock is retried in this many parts, down to the one row
 
 
 class Row(NamedTuple):
@@ -399,11 +400,12 @@ def _retryable():
 class PostgresStore:
     """Pages and compare-and-swap writes on its own psycopg2 connection (pooler-safe)."""
 
-    def __init__(self, dsn: str, *, read_only: bool = False):
+    def __init__(self, dsn: str, *, read_only: bool = False, lock_timeout: str = LOCK_TIMEOUT):
         import psycopg2
 
         self._psycopg2 = psycopg2
         self.read_only = read_only
+        self.lock_timeout = lock_timeout
         try:
             self.connection = psycopg2.connect(dsn)
         except psycopg2.Error as exc:
@@ -468,28 +470,38 @@ class PostgresStore:
 
         `versions` (id -> the row version read) enables the fast path: one statement for the
         rows nobody touched since the read, a second only for those the app wrote meanwhile.
+        A row the app keeps locked longer than `lock_timeout` must not hold back the whole
+        page: the page is retried in parts, down to that one row, which is then reported as
+        missed (re-read and retried by the caller, or left for the next run).
         """
         if self.read_only:
             raise RuntimeError("read-only store")
         try:
-            with self._transaction() as cursor:
-                # Both transaction-scoped (pooler-safe). Asynchronous commit: a crash may forget
-                # the last pages written — they are still under the old values, readable, and
-                # the next run redoes them — in exchange for not waiting on a WAL flush per page.
-                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SET LOCAL synchronous_commit = off")
-                applied = set()
-                rest = changes
-                if versions:
-                    fast = [c for c in changes if _fast_path(c) and versions.get(c.id) is not None]
-                    applied = self._update_fast(cursor, fast, versions)
-                    rest = [c for c in changes if c.id not in applied]
-                if rest:
-                    applied |= self._update_exact(cursor, rest)
-                return applied
+            return self._apply_once(changes, versions)
         except _RETRYABLE:
-            # The app held these rows: nothing of the page was written; the caller re-reads
-            # and retries them like any other compare-and-swap miss.
-            return set()
+            if len(changes) == 1:
+                return set()
+            size = -(-len(changes) // SPLIT)
+            applied = set()
+            for start in range(0, len(changes), size):
+                applied |= self.apply(changes[start:start + size], versions)
+            return applied
+
+    def _apply_once(self, changes, versions) -> set[int]:
+        with self._transaction() as cursor:
+            # Both transaction-scoped (pooler-safe). Asynchronous commit: a crash may forget
+            # the last pages written — they are still under the old values, readable, and
+            # the next run redoes them — in exchange for not waiting on a WAL flush per page.
+            cursor.execute(f"SET LOCAL lock_timeout = '{self.lock_timeout}'; SET LOCAL synchronous_commit = off")
+            applied = set()
+            rest = changes
+            if versions:
+                fast = [c for c in changes if _fast_path(c) and versions.get(c.id) is not None]
+                applied = self._update_fast(cursor, fast, versions)
+                rest = [c for c in changes if c.id not in applied]
+            if rest:
+                applied |= self._update_exact(cursor, rest)
+            return applied
 
     @staticmethod
     def _update_fast(cursor, changes, versions) -> set[int]:
