@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.registry import FieldDefinition, SelectOption, check_value
-from toolkit.registry._field_types import _URL_FAST, _check_url_fully
+from toolkit.registry._field_types import _URL_FAST, _check_url_fully, compile_pattern
 
 
 def field(type_, *, pattern=None, options=(), required=False):
@@ -293,3 +293,13 @@ def test_check_value_cost(capsys):
     per_call = (time.perf_counter() - start) / (n * len(fields)) * 1e6
     with capsys.disabled():
         print(f"\ncheck_value: {per_call:.2f} µs per call (mix of url/email/number/pattern/select)")
+
+
+@pytest.mark.parametrize("pattern, good, bad", [
+    (r"(?<area>[0-9]{3})-[0-9]{4}", "415-5555", "4155555"),  # a JavaScript named group
+    (r"(?<d>[a-z])\k<d>", "aa", "ab"),  # and its backreference
+    (r"(?<=x)y|^y", "y", "zy"),  # lookbehind is spelled the same in both
+])
+def test_javascript_named_groups_are_understood(pattern, good, bad):
+    test = compile_pattern(pattern)
+    assert test(good) and not test(bad)

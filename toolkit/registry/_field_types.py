@@ -71,16 +71,32 @@ def compile_pattern(pattern: str):
     return regex.search if anchored else regex.fullmatch
 
 
+_JS_BACKREFERENCE = re.compile(r"\\k<([A-Za-z_][A-Za-z0-9_]*)>")
+
+
 def _translate_anchors(pattern: str) -> tuple[str, bool]:
-    """Find anchors (not escaped, not in a [class]) and make `$` JavaScript's end of input."""
+    """Find anchors (not escaped, not in a [class]) and make `$` JavaScript's end of input.
+
+    Also spells JavaScript's named groups the Python way: `(?<name>…)` -> `(?P<name>…)` and
+    `\\k<name>` -> `(?P=name)`; lookbehinds `(?<=` / `(?<!` are the same in both.
+    """
     out = []
     anchored = in_class = False
     i, n = 0, len(pattern)
     while i < n:
         char = pattern[i]
         if char == "\\":
+            backreference = _JS_BACKREFERENCE.match(pattern, i) if not in_class else None
+            if backreference:
+                out.append(f"(?P={backreference.group(1)})")
+                i = backreference.end()
+                continue
             out.append(pattern[i:i + 2])
             i += 2
+            continue
+        if not in_class and pattern.startswith("(?<", i) and pattern[i + 3:i + 4] not in ("=", "!"):
+            out.append("(?P<")
+            i += 3
             continue
         if in_class:
             in_class = char != "]"
