@@ -92,16 +92,20 @@ class ListScreen(DataScreen):
         self.update_summary(error="page not loaded (ctrl+r retries)")
 
     def action_next_page(self) -> None:
-        if self.page is None or not self.page.has_next:
-            self.notify("No next page.", markup=False) if self.page else self.load()
-            return
-        self.load(after=self.page.last)
+        if self.page is None:
+            self.load()  # nothing shown yet (e.g. the database was away): try again
+        elif not self.page.has_next:
+            self.notify("No next page.", markup=False)
+        else:
+            self.load(after=self.page.last)
 
     def action_prev_page(self) -> None:
-        if self.page is None or not self.page.has_prev:
-            self.notify("Already on the first page.", markup=False) if self.page else self.load()
-            return
-        self.load(before=self.page.first)
+        if self.page is None:
+            self.load()
+        elif not self.page.has_prev:
+            self.notify("Already on the first page.", markup=False)
+        else:
+            self.load(before=self.page.first)
 
     def action_first_page(self) -> None:
         self.load()
