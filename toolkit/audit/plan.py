@@ -35,7 +35,9 @@ _STATUS = {b"installed": "installed", b"configured": "configured", "installed": 
 SECRET, CHECKED, FREE = 0, 1, 2  # how a field's values are judged
 _MISS = object()
 TICK_MASK = 8191  # progress every 8192 rows
-CACHE_LIMIT = 4096  # remembered check_value results per field (select options, ports, hosts…)
+# check_value results remembered per field: select options, ports, hosts, and the same email
+# on a user's neighbouring installations. A full cache is emptied (it keeps what is recent).
+CACHE_LIMIT = 4096
 
 
 class FieldRule(NamedTuple):
@@ -48,6 +50,9 @@ class FieldRule(NamedTuple):
 class AppPlan(NamedTuple):
     app_id: str
     rules: dict  # key -> FieldRule
+    known: frozenset  # the app's field keys
+    secrets: tuple  # (key, slot) of its password fields
+    plain: tuple  # (key, kind, slot, definition, cache) of its other fields
     required_keys: tuple
     required_set: frozenset
 
@@ -111,7 +116,10 @@ class Auditor:
             else:
                 kind = CHECKED
             rules[field.key] = FieldRule(kind, len(self.slots) - 1, field, {})
-        return AppPlan(app_id, rules, tuple(app.required_keys), frozenset(app.required_keys))
+        secrets = tuple((key, rule.slot) for key, rule in rules.items() if rule.kind == SECRET)
+        plain = tuple((key, *rule) for key, rule in rules.items() if rule.kind != SECRET)
+        return AppPlan(app_id, rules, frozenset(rules), secrets, plain,
+                       tuple(app.required_keys), frozenset(app.required_keys))
 
     # ---- the hot path ------------------------------------------------------------------
     def write(self, line: bytes) -> None:
@@ -161,39 +169,46 @@ class Auditor:
                                       checks.config_not_object(config)))
                 return
         status = _STATUS.get(status, status)
-        rules = plan.rules
         bad = None  # fields with a finding (status.not-configured needs them)
+        if not config.keys() <= plan.known:  # one C-level test; unknown keys are rare
+            bad = self._unknown_keys(plan, installation_id, user_id, config)
         row = None  # installation_id << 32 | user_id, once a value is traced
-        for key, value in config.items():
-            rule = rules.get(key)
-            if rule is None or value.__class__ is not str:
-                bad = self._wrong_key(plan, installation_id, user_id, key, value, rule, bad)
+        # The registry's fields, secrets first. A value is absent (None), not a string
+        # (reported), "" (not set) or checked.
+        for key, slot in plan.secrets:
+            value = config.get(key)
+            if value.__class__ is not str:
+                if value is not None:
+                    bad = self._non_string(plan, installation_id, user_id, key, value, bad)
+                continue
+            if not value or not self.decrypts:
+                continue
+            found = self.inspect(value)
+            key_index = found.key_index
+            if key_index is not None:
+                if row is None:
+                    row = int(installation_id) << 32 | int(user_id)
+                iv = found.iv
+                if len(iv) == 16:  # IVLog's common case inline (see IVLog.adder)
+                    self._iv_extend(iv)
+                    self._meta_append(key_index << 24 | slot)
+                    self._row_append(row)
+                else:
+                    self._trace(iv, key_index, slot, row)
+                if key_index == 0 and found.plaintext.isascii():
+                    continue  # the clean path: current key, plain ASCII
+            for code, message in checks.secret_problems(found, self.key_count):
+                self.findings.append((code, installation_id, user_id, plan.app_id, key, message))
+                bad = _add(bad, key)
+        for key, kind, slot, definition, cache in plan.plain:
+            value = config.get(key)
+            if value.__class__ is not str:
+                if value is not None:
+                    bad = self._non_string(plan, installation_id, user_id, key, value, bad)
                 continue
             if not value:
-                continue  # "" is not set
-            kind, slot, definition, cache = rule
-            if kind == SECRET:
-                if not self.decrypts:
-                    continue
-                found = self.inspect(value)
-                key_index = found.key_index
-                if key_index is not None:
-                    if row is None:
-                        row = int(installation_id) << 32 | int(user_id)
-                    iv = found.iv
-                    if len(iv) == 16:  # IVLog's common case inline (see IVLog.adder)
-                        self._iv_extend(iv)
-                        self._meta_append(key_index << 24 | slot)
-                        self._row_append(row)
-                    else:
-                        self._trace(iv, key_index, slot, row)
-                    if key_index == 0 and found.plaintext.isascii():
-                        continue  # the clean path: current key, plain ASCII
-                for code, message in checks.secret_problems(found, self.key_count):
-                    self.findings.append((code, installation_id, user_id, plan.app_id, key, message))
-                    bad = _add(bad, key)
                 continue
-            # A non-password value: was it encrypted by mistake? (cheap filters first)
+            # Was it encrypted by mistake? (a ciphertext has two ':' — the cheap filter first)
             if self.scans_plain and value.count(":") >= 2 and looks_encrypted(value):
                 found = self.inspect(value)
                 message = checks.unexpected_ciphertext(found)
@@ -209,8 +224,9 @@ class Auditor:
                 message = cache.get(value, _MISS)
                 if message is _MISS:
                     message = self.check_value(definition, value)
-                    if len(cache) < CACHE_LIMIT:
-                        cache[value] = message
+                    if len(cache) >= CACHE_LIMIT:
+                        cache.clear()
+                    cache[value] = message
                 if message is not None:
                     self.findings.append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
                     bad = _add(bad, key)
@@ -227,15 +243,24 @@ class Auditor:
             if message is not None:
                 self.findings.append(("status.not-configured", installation_id, user_id, plan.app_id, None, message))
 
-    def _wrong_key(self, plan, installation_id, user_id, key, value, rule, bad):
-        """field.unknown and/or config.non-string for one key (off the clean path)."""
-        name = checks.safe_name(key)
-        if rule is None:
+    def _unknown_keys(self, plan, installation_id, user_id, config):
+        """field.unknown (and config.non-string) for keys the registry does not define."""
+        bad = set()
+        for key, value in config.items():
+            if key in plan.known:
+                continue
+            name = checks.safe_name(key)
             self.findings.append(("field.unknown", installation_id, user_id, plan.app_id, name,
                                   f"not a field of app '{plan.app_id}'"))
-        if value.__class__ is not str:
-            self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, name,
-                                  checks.config_non_string(value)))
+            if value.__class__ is not str:
+                self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, name,
+                                      checks.config_non_string(value)))
+            bad.add(key)
+        return bad
+
+    def _non_string(self, plan, installation_id, user_id, key, value, bad):
+        self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, key,
+                              checks.config_non_string(value)))
         return _add(bad, key)
 
 
