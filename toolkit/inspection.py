@@ -104,7 +104,9 @@ def view_of(row, user, registry, keyring) -> InstallationView:
     problem = None
     fields: list[FieldView] = []
     if not isinstance(config, dict):
-        problem = f"config is not a JSON object but {type(config).__name__}"
+        from .audit.checks import json_kind
+
+        problem = f"config is not a JSON object but {json_kind(config)}"
     else:
         known = {f.key: f for f in app.fields} if app else {}
         order = [f.key for f in app.fields if f.key in config] if app else []

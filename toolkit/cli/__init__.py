@@ -84,7 +84,9 @@ def main(argv=None) -> int:
     """Entry point of the console script and `python -m toolkit`."""
     try:
         # Without standalone mode click returns `ctx.exit(code)`'s code instead of raising.
-        result = cli.main(args=argv, prog_name="toolkit", standalone_mode=False)
+        # auto_envvar_prefix: every flag has an environment twin, e.g. --fail-on is
+        # TOOLKIT_AUDIT_FAIL_ON; the flag wins when both are given.
+        result = cli.main(args=argv, prog_name="toolkit", standalone_mode=False, auto_envvar_prefix="TOOLKIT")
     except ToolkitError as exc:
         click.echo(f"error: {exc.one_line()}", err=True)
         return int(exc.exit_code)
