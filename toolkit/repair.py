@@ -41,6 +41,7 @@ WHAT = {
 _SKIPPED = "skipped:"
 NOT_ENCRYPTABLE = "not valid Unicode text (cannot be encrypted as the app would)"
 NOT_ADDRESSABLE = "the key's name is not valid Unicode"
+_RESET_EVERY = 10_000
 
 
 def check_fixes(fixes) -> tuple[str, ...]:
@@ -57,15 +58,6 @@ def check_fixes(fixes) -> tuple[str, ...]:
     return fixes
 
 
-class _NoTraces:
-    """The audit keeps IV traces for nonce reuse; a repair has no use for them."""
-
-    __slots__ = ()
-
-    def add(self, *args) -> None:
-        pass
-
-
 class RepairPlanner:
     """Per row: the audit's findings among `fixes`, turned into one compare-and-swap change."""
 
@@ -75,7 +67,7 @@ class RepairPlanner:
         self.fixes = frozenset(check_fixes(fixes))
         self._args = (registry, keyring, tuple(self.fixes))
         self.auditor = Auditor(registry, keyring, self.fixes)
-        self.auditor.ivs = _NoTraces()
+        self._audited = 0
         self.encrypt = keyring.encrypt
 
     def __reduce__(self):
@@ -83,6 +75,9 @@ class RepairPlanner:
 
     def plan(self, row: _rewrite.Row) -> _rewrite.Plan:
         auditor = self.auditor
+        self._audited += 1
+        if self._audited % _RESET_EVERY == 0:
+            auditor.reset()  # the audit keeps IV traces (for nonce reuse); a repair needs none
         found = auditor.findings
         auditor.audit(row.id, 0, row.app_id, row.status, None, row.config_text)
         if not found:
