@@ -129,7 +129,7 @@ class Auditor:
         one whole row per call (PQgetCopyData), so each write() is one line. Anything else
         (several rows, an escaped field) takes the careful path."""
         fields = line[:-1].split(b"\t")
-        if len(fields) != 6 or b"\\" in line or line[-1:] != b"\n":
+        if len(fields) != 6 or line[-1] != 10 or b"\\" in line:  # 10: a whole row ends with \n
             self._write_careful(line)
         else:
             self.audit(*fields)
@@ -173,6 +173,7 @@ class Auditor:
         if not config.keys() <= plan.known:  # one C-level test; unknown keys are rare
             bad = self._unknown_keys(plan, installation_id, user_id, config)
         row = None  # installation_id << 32 | user_id, once a value is traced
+        inspect = self.inspect if self.decrypts else None
         # The registry's fields, secrets first. A value is absent (None), not a string
         # (reported), "" (not set) or checked.
         for key, slot in plan.secrets:
@@ -181,9 +182,9 @@ class Auditor:
                 if value is not None:
                     bad = self._non_string(plan, installation_id, user_id, key, value, bad)
                 continue
-            if not value or not self.decrypts:
+            if not value or inspect is None:
                 continue
-            found = self.inspect(value)
+            found = inspect(value)
             key_index = found.key_index
             if key_index is not None:
                 if row is None:
