@@ -362,14 +362,16 @@ def _pg_exact_sql(changes) -> str:
 
 
 def _pg_fast_document(changes, versions) -> bytes:
+    """{"<id>": {"x": version, "p": {key: new value}, "u": true when it touches updated_at}}."""
+    if not any(c.touch for c in changes):  # rotation: one comprehension
+        return orjson.dumps({str(c.id): {"x": versions[c.id], "p": c.patch} for c in changes}, default=dict)
     document = {}
     for change in changes:
-        patch = change.patch
-        entry = {"x": versions[change.id], "p": patch if patch.__class__ is dict else dict(patch)}
+        entry = {"x": versions[change.id], "p": change.patch}
         if change.touch:
             entry["u"] = True
         document[str(change.id)] = entry
-    return orjson.dumps(document)
+    return orjson.dumps(document, default=dict)  # default: a read-only mapping becomes an object
 
 
 def _pg_record(change: Change) -> dict:
@@ -427,7 +429,11 @@ class PostgresStore:
             cursor.execute("SET TRANSACTION READ ONLY")
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
-        return [Row(i, a, s, parse_config(c), c, x) for i, a, s, c, x in fetched]
+        loads = orjson.loads
+        try:  # the common case in one comprehension; the rare unparsable config row by row
+            return [Row(i, a, s, None if c is None else loads(c), c, x) for i, a, s, c, x in fetched]
+        except orjson.JSONDecodeError:
+            return [Row(i, a, s, parse_config(c), c, x) for i, a, s, c, x in fetched]
 
     def count(self, id_range=None) -> int:
         after, upto = id_range if id_range is not None else (BEFORE_ALL, None)
