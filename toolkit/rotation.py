@@ -68,20 +68,20 @@ class Sealer:
     _POOL = 4096  # IVs drawn per os.urandom call: one system call per value adds up over millions
 
     def __init__(self, keyring: Keyring):
-        self._aead = AESGCM(keyring.current.material)
+        self._encrypt = AESGCM(keyring.current.material).encrypt
         self._iv_length = keyring.iv_length
         self._ivs = b""
         self._next = 0
 
     def __call__(self, plaintext: bytes) -> str:
-        start = self._next
-        if start >= len(self._ivs):
+        start, ivs = self._next, self._ivs
+        if start >= len(ivs):
             # Fresh randomness for every IV all the same: the pool is never reused or shared.
-            self._ivs = os.urandom(self._iv_length * self._POOL)
+            ivs = self._ivs = os.urandom(self._iv_length * self._POOL)
             start = 0
-        self._next = start + self._iv_length
-        iv = self._ivs[start:self._next]
-        sealed = self._aead.encrypt(iv, plaintext, None)
+        end = self._next = start + self._iv_length
+        iv = ivs[start:end]
+        sealed = self._encrypt(iv, plaintext, None)
         return format_ciphertext(iv, sealed[-_GCM_TAG:], sealed[:-_GCM_TAG])
 
 
@@ -112,13 +112,14 @@ class RotationPlanner:
         return cls({app.id: app.secret_keys for app in registry}, keyring, **kwargs)
 
     def plan(self, row: _rewrite.Row) -> _rewrite.Plan:
-        # The hot loop of a rotation (millions of rows): locals, positional tuples, no copies.
+        # The hot loop of a rotation (millions of rows): locals, prebuilt tuples, and
+        # tuple.__new__ for the two NamedTuples (their Python-level __new__ costs).
         keys = self.secret_keys.get(row.app_id)
         if keys is None:
-            return _rewrite.Plan(None, (UNKNOWN_APP,))
+            return _UNKNOWN_APP_PLAN
         config = row.config
         if config.__class__ is not dict:
-            return _rewrite.Plan(None, (NOT_OBJECT,) if config is not None else ())
+            return _NOT_OBJECT_PLAN if config is not None else _NOTHING_PLAN
         inspect, original_index = self.inspect, self._original_index
         expect = patch = None
         tally = []
@@ -127,9 +128,9 @@ class RotationPlanner:
             if value is None or value == "":
                 continue  # an optional secret left blank: nothing stored, nothing to rotate
             status = inspect(value)
-            index = status.key_index
+            index = status[1]  # key_index
             if index is None:
-                tally.append(status.kind)  # undecryptable, malformed (incl. non-string), plaintext
+                tally.append(status[0])  # kind: undecryptable, malformed (incl. non-string), plaintext
                 continue
             if original_index is not None:
                 index = original_index[index]
@@ -139,12 +140,20 @@ class RotationPlanner:
             if patch is None:
                 expect, patch = {}, {}
             expect[key] = value
-            patch[key] = self.seal(status.plaintext)
-            tally.append(ROTATED)
-            tally.append(_FROM_LABELS[index] if index < len(_FROM_LABELS) else f"{_FROM}{index}")
+            patch[key] = self.seal(status[2])  # plaintext
+            tally += _ROTATED_FROM[index] if index < len(_ROTATED_FROM) else (ROTATED, f"{_FROM}{index}")
         if patch is None:
-            return _rewrite.Plan(None, tally)
-        return _rewrite.Plan(_rewrite.Change(row.id, expect, patch), tally)
+            return _new(_rewrite.Plan, (None, tally))
+        change = _new(_rewrite.Change, (row.id, expect, patch) + _CHANGE_DEFAULTS)
+        return _new(_rewrite.Plan, (change, tally))
+
+
+_new = tuple.__new__
+_CHANGE_DEFAULTS = tuple(_rewrite.Change._field_defaults[name] for name in _rewrite.Change._fields[3:])
+_ROTATED_FROM = tuple((ROTATED, label) for label in _FROM_LABELS)
+_UNKNOWN_APP_PLAN = _rewrite.Plan(None, (UNKNOWN_APP,))
+_NOT_OBJECT_PLAN = _rewrite.Plan(None, (NOT_OBJECT,))
+_NOTHING_PLAN = _rewrite.Plan(None, ())
 
 
 @dataclasses.dataclass
