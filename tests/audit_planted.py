@@ -133,6 +133,12 @@ def _plant(w: _Writer) -> Planted:
     w.install("clean.no-required-configured", "mailer", "configured", {
         "host": "smtp.example.com", "port": "587", "smtpPassword": ""})
     w.install("clean.hooks", "hooks", "configured", {"endpoint": "https://h.example.com/in"})
+    signing = seal("whsec_abc123XYZ")
+    w.install("clean.password-pattern", "hooks", "configured", {"endpoint": "https://h.example.com/in",
+                                                                 "signingSecret": signing}, secrets=(signing,))
+    s.add("whsec_abc123XYZ")
+    w.install("clean.installed-required-secret-encrypted-empty", "stripe", "installed",
+              {"apiKey": seal(""), "region": "us"})  # set but empty: not "every required field set"
     # COPY escapes backslashes, tabs and newlines: the engine must undo exactly that.
     w.install("clean.escapes", "stripe", "configured", {
         "apiKey": seal(live), "region": "us",
@@ -174,6 +180,10 @@ def _plant(w: _Writer) -> Planted:
               expect=[("config.non-string", "description")])
     w.install("non-string.secret", "stripe", "configured", {"apiKey": 12345, "region": "eu"},
               expect=[("config.non-string", "apiKey")])
+    w.install("non-string.null", "stripe", "configured", {"apiKey": seal(live), "region": "us", "description": None},
+              expect=[("config.non-string", "description")])
+    w.install("non-string.null-required", "hooks", "configured", {"endpoint": None},
+              expect=[("config.non-string", "endpoint"), ("field.missing", "endpoint")])
     w.install("unknown.field", "stripe", "configured", {"apiKey": seal(live), "region": "us", "legacyToken": "abc"},
               expect=[("field.unknown", "legacyToken")])
     w.install("unknown.non-string", "hooks", "configured", {"endpoint": "https://e.example.com", "extra": {"a": 1}},
@@ -183,6 +193,12 @@ def _plant(w: _Writer) -> Planted:
               expect=[("field.missing", "apiKey")])
     w.install("missing.select", "stripe", "configured", {"apiKey": seal(live)},
               expect=[("field.missing", "region")])
+    w.install("missing.encrypted-empty", "stripe", "configured", {"apiKey": seal(""), "region": "us"},
+              expect=[("field.missing", "apiKey")])
+    wrong = seal("not-a-signing-secret")
+    s.add("not-a-signing-secret")
+    w.install("invalid.password-pattern", "hooks", "installed", {"signingSecret": wrong},
+              expect=[("field.invalid", "signingSecret")], secrets=(wrong,))
     w.install("invalid.select", "stripe", "configured", {"apiKey": seal(live), "region": "mars"},
               expect=[("field.invalid", "region")])
     w.install("invalid.url-pattern", "stripe", "configured", {

@@ -181,6 +181,23 @@ def test_plan_clean_configured_row(registry):
     assert found == set() and len(auditor.ivs) == 2
 
 
+def test_plan_encrypted_empty_and_password_patterns(registry):
+    # encrypt(""): fine when optional, missing when required (configured), not "set" (installed)
+    assert audit_one(registry, {"apiKey": seal("k"), "region": "us", "webhookSecret": seal("")})[0] == set()
+    found, auditor = audit_one(registry, {"apiKey": seal(""), "region": "us"})
+    assert found == {("field.missing", "apiKey")}
+    assert auditor.findings[0][5] == "required field decrypts to an empty value"
+    assert audit_one(registry, {"apiKey": seal(""), "region": "us"}, status="installed")[0] == set()
+    # a password pattern applies to the decrypted value; the message names the pattern only
+    assert audit_one(registry, {"endpoint": "https://e.example.com", "signingSecret": seal("whsec_ok1")}, app="hooks")[0] == set()
+    found, auditor = audit_one(registry, {"endpoint": "https://e.example.com", "signingSecret": seal("nope")}, app="hooks")
+    assert found == {("field.invalid", "signingSecret")}
+    assert auditor.findings[0][5] == "does not match the pattern whsec_[A-Za-z0-9]+"
+    # not UTF-8: one finding (undecryptable), no pattern noise
+    found, _ = audit_one(registry, {"endpoint": "https://e.example.com", "signingSecret": seal(b"\xff")}, app="hooks")
+    assert found == {("secret.undecryptable", "signingSecret")}
+
+
 def test_plan_blank_and_whitespace(registry):
     # "" is not set (optional: fine; required: missing); "  " is a value (registry rule)
     found, _ = audit_one(registry, {"apiKey": "", "region": "us", "webhookSecret": ""})
@@ -203,7 +220,7 @@ def test_plan_unknown_app_gets_no_field_checks(registry):
 
 
 def test_plan_codes_skip_work(registry):
-    _, auditor = audit_one(registry, {"apiKey": seal("k"), "region": "us"}, codes={"field.invalid"})
+    _, auditor = audit_one(registry, {"apiKey": seal("k"), "region": "us"}, codes={"field.unknown"})
     assert len(auditor.ivs) == 0  # nothing decrypted when no selected code needs it
     assert not auditor.decrypts and not auditor.scans_plain
 

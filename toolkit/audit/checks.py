@@ -16,6 +16,11 @@ Decisions this module owns (DESIGN.md §4.4 leaves them to us):
   scanner, so a deep value under one key is that key's `config.non-string`.
 - A password value that authenticates but whose plaintext is not UTF-8 is
   `secret.undecryptable` with its own message: the app would decrypt it to garbage.
+- A password value that decrypts to "" (an app encrypting an untouched input) is set but
+  empty: fine when optional, `field.missing` when required on a `configured` installation,
+  and not "set and valid" for `status.not-configured`.
+- A password field with a `pattern` has its decrypted value checked (`field.invalid`), as
+  the app's form checked it before encrypting.
 """
 
 from __future__ import annotations
@@ -183,8 +188,26 @@ def config_non_string(value) -> str:
 
 
 def missing_message(value) -> str:
-    """field.missing (required, absent or "" on a `configured` installation)."""
-    return "required field is empty" if value == "" else "required field is missing"
+    """field.missing (required, absent or "" on a `configured` installation — or a password
+    whose value decrypts to "": the app encrypted an untouched input)."""
+    if value is None:
+        return "required field is missing"
+    if value == "":
+        return "required field is empty"
+    return "required field decrypts to an empty value"
+
+
+def decrypted_value_problem(check_value, field, plaintext: bytes) -> str | None:
+    """field.invalid for a password field with a pattern: its decrypted value must match,
+    as the app's form demanded before encrypting (check_value's message names the pattern,
+    never the value). Empty or non-UTF-8 plaintexts are reported elsewhere."""
+    if not plaintext:
+        return None
+    try:
+        text = plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return check_value(field, text)
 
 
 def is_blank(value: str) -> bool:

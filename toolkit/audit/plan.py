@@ -23,9 +23,12 @@ from . import checks
 from .codes import ALL_CODES
 from .nonces import IVLog
 
-_SECRET_CODES = frozenset({
+_SECRET_CODES = frozenset({  # the codes that need password values decrypted
     "secret.plaintext", "secret.malformed", "secret.undecryptable", "secret.stale-key",
-    "secret.nonce-reuse", "status.not-configured",  # validity of required secrets
+    "secret.nonce-reuse",
+    "status.not-configured",  # required secrets must be valid
+    "field.missing",  # a required secret that decrypts to "" is missing
+    "field.invalid",  # a password field's pattern applies to its decrypted value
 })
 _CIPHERTEXT_IN_PLAIN_FIELDS = frozenset({"field.unexpected-ciphertext", "secret.nonce-reuse"})
 _CONFIG_CODES = frozenset(ALL_CODES) - {"app.unknown", "installation.timestamps", "user.email-case-duplicate"}
@@ -34,6 +37,7 @@ _STATUS = {b"installed": "installed", b"configured": "configured", "installed": 
 
 SECRET, CHECKED, FREE = 0, 1, 2  # how a field's values are judged
 _MISS = object()
+_ABSENT = object()
 TICK_MASK = 8191  # progress every 8192 rows
 # check_value results remembered per field: select options, ports, hosts, and the same email
 # on a user's neighbouring installations. A full cache is emptied (it keeps what is recent).
@@ -51,7 +55,7 @@ class AppPlan(NamedTuple):
     app_id: str
     rules: dict  # key -> FieldRule
     known: frozenset  # the app's field keys
-    secrets: tuple  # (key, slot) of its password fields
+    secrets: tuple  # (key, slot, definition if it has a pattern else None) of its password fields
     plain: tuple  # (key, kind, slot, definition, cache) of its other fields
     required_keys: tuple
     required_set: frozenset
@@ -116,7 +120,9 @@ class Auditor:
             else:
                 kind = CHECKED
             rules[field.key] = FieldRule(kind, len(self.slots) - 1, field, {})
-        secrets = tuple((key, rule.slot) for key, rule in rules.items() if rule.kind == SECRET)
+        # A password field with a pattern has its decrypted value checked against it.
+        secrets = tuple((key, rule.slot, rule.definition if rule.definition.pattern is not None else None)
+                        for key, rule in rules.items() if rule.kind == SECRET)
         plain = tuple((key, *rule) for key, rule in rules.items() if rule.kind != SECRET)
         return AppPlan(app_id, rules, frozenset(rules), secrets, plain,
                        tuple(app.required_keys), frozenset(app.required_keys))
@@ -176,10 +182,11 @@ class Auditor:
         inspect = self.inspect if self.decrypts else None
         # The registry's fields, secrets first. A value is absent (None), not a string
         # (reported), "" (not set) or checked.
-        for key, slot in plan.secrets:
-            value = config.get(key)
+        blank = None  # password fields whose value decrypts to "" (set, but empty)
+        for key, slot, patterned in plan.secrets:
+            value = config.get(key, _ABSENT)
             if value.__class__ is not str:
-                if value is not None:
+                if value is not _ABSENT:  # JSON null included
                     bad = self._non_string(plan, installation_id, user_id, key, value, bad)
                 continue
             if not value or inspect is None:
@@ -196,15 +203,23 @@ class Auditor:
                     self._row_append(row)
                 else:
                     self._trace(iv, key_index, slot, row)
-                if key_index == 0 and found.plaintext.isascii():
-                    continue  # the clean path: current key, plain ASCII
+                plaintext = found.plaintext
+                if key_index == 0 and patterned is None and plaintext and plaintext.isascii():
+                    continue  # the clean path: current key, a non-empty ASCII value, no pattern
+                if not plaintext:
+                    blank = _add(blank, key)  # encrypt(""): counts as not set
             for code, message in checks.secret_problems(found, self.key_count):
                 self.findings.append((code, installation_id, user_id, plan.app_id, key, message))
                 bad = _add(bad, key)
+            if patterned is not None and key_index is not None:
+                message = checks.decrypted_value_problem(self.check_value, patterned, found.plaintext)
+                if message is not None:
+                    self.findings.append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
+                    bad = _add(bad, key)
         for key, kind, slot, definition, cache in plan.plain:
-            value = config.get(key)
+            value = config.get(key, _ABSENT)
             if value.__class__ is not str:
-                if value is not None:
+                if value is not _ABSENT:  # JSON null included
                     bad = self._non_string(plan, installation_id, user_id, key, value, bad)
                 continue
             if not value:
@@ -233,14 +248,15 @@ class Auditor:
                     bad = _add(bad, key)
         if status == "configured":
             # Two C-level scans; the loop runs only when something is amiss.
-            if not plan.required_set <= config.keys() or "" in config.values():
+            values = config.values()
+            if blank or not plan.required_set <= config.keys() or "" in values or None in values:
                 for key in plan.required_keys:
                     value = config.get(key)
-                    if value is None or value == "":
+                    if value is None or value == "" or (blank and key in blank):
                         self.findings.append(("field.missing", installation_id, user_id, plan.app_id, key,
                                               checks.missing_message(value)))
         elif self.checks_status and status == "installed":
-            message = checks.not_configured(status, plan.required_keys, config, bad or ())
+            message = checks.not_configured(status, plan.required_keys, config, (bad or set()) | (blank or set()))
             if message is not None:
                 self.findings.append(("status.not-configured", installation_id, user_id, plan.app_id, None, message))
 
