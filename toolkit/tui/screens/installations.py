@@ -10,13 +10,13 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from ... import browse
 from ...errors import UsageError
 from .. import cells
 from ..filters import ANY_FINDING, FilterQuery, parse_filter, resolve_app
-from ..widgets import Column, DatabaseBanner, OverviewStrip, PageTable, TopBar
+from ..widgets import Column, DatabaseBanner, OverviewStrip, PageTable, StableFooter, TopBar
 from ..workers import DataScreen
 
 PAGE_SIZE = browse.DEFAULT_PAGE_SIZE
@@ -46,6 +46,8 @@ class ListScreen(DataScreen):
         self.sort = browse.Sort("id")
         self.page = None
         self._request = {}  # the last page request, repeated by reload
+        self._close_filter_with_page = False  # the submitted filter line closes when its rows arrive
+        self._fetching_page = False
 
     def compose_list(self) -> ComposeResult:
         yield TopBar(self.TITLE)
@@ -57,7 +59,7 @@ class ListScreen(DataScreen):
         yield field
         yield Static(id="summary")
         yield PageTable(self.columns(), id="table")
-        yield Footer()
+        yield StableFooter()
 
     @property
     def table(self) -> PageTable:
@@ -77,9 +79,11 @@ class ListScreen(DataScreen):
         sort = self.sort
         lister = self.lister()
         self.set_loading_summary()
+        self._fetching_page = True
         self.fetch("page", lambda database: lister(database, filters, sort, limit=PAGE_SIZE, **request))
 
     def show_page(self, page) -> None:
+        self.close_submitted_filter()
         if not page.rows and self._request.get("after") is not None:
             self.notify("That was the last page.", markup=False)
             self.update_summary()
@@ -89,6 +93,7 @@ class ListScreen(DataScreen):
         self.update_summary()
 
     def failed_page(self, message: str) -> None:
+        self.close_submitted_filter()
         self.update_summary(error="page not loaded (ctrl+r retries)")
 
     def action_next_page(self) -> None:
@@ -142,6 +147,7 @@ class ListScreen(DataScreen):
     # --- filtering --------------------------------------------------------------------
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
+        self._close_filter_with_page = False  # a page still on its way must not close this one
         field.value = self.query_filter.text()
         field.display = True
         field.focus()
@@ -155,14 +161,26 @@ class ListScreen(DataScreen):
         except UsageError as exc:
             self.notify(exc.one_line(), title="Filter", severity="error", markup=False)
             return
-        event.input.display = False
-        self.table.focus()
+        # The line stays open (its filter shown) until the rows arrive: closing it moves the
+        # focus, which repaints every row of the table, so it is done in the same frame as
+        # the new rows (one repaint instead of two, ~30 ms later: the query's time).
+        self._close_filter_with_page = True
+        self._fetching_page = False
         self.apply_filter(query)
+        if not self._fetching_page:  # nothing to wait for (no query was started)
+            self.close_submitted_filter()
+
+    def close_submitted_filter(self) -> None:
+        if self._close_filter_with_page:
+            self._close_filter_with_page = False
+            self.query_one("#filter", Input).display = False
+            self.table.focus()
 
     def on_key(self, event) -> None:
         field = self.query_one("#filter", Input)
         if event.key == "escape" and field.has_focus:
             event.stop()
+            self._close_filter_with_page = False
             field.display = False
             self.table.focus()
 
