@@ -15,7 +15,8 @@ from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Rows per page: one read and one UPDATE, each its own short transaction.")
 @click.option("--workers", type=click.IntRange(1, 16), default=DEFAULT_WORKERS, show_default=True,
-              help="Processes over disjoint id ranges (PostgreSQL; decrypting is CPU-bound).")
+              help="Processes over disjoint id ranges (PostgreSQL). Each waits on the database about half "
+                   "the time, so more than the cores pays.")
 @click.option("--include-current", is_flag=True,
               help="Also re-encrypt values already under the current key, with fresh IVs (fixes secret.nonce-reuse).")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=3, show_default=True,
