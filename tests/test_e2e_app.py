@@ -614,19 +614,8 @@ def test_audit_with_other_registries(app, clean, toolkit, node_bin, databases):
     assert [f for f in report["findings"] if f["installation_id"] == widget] == []
 
 
-# ---- bugs found here (xfail, strict: they fail until fixed) -------------------------------------
+# ---- bugs found here once (kept as regression tests) ---------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "toolkit/audit/plan.py Auditor.audit, SECRET branch: a value that decrypts under the current key "
-    "to b'' takes the clean path (`key_index == 0 and plaintext.isascii(): continue`), so a required "
-    "password stored as encrypt('') is never field.missing on a configured installation, and "
-    "status.not-configured fires on an installed one — which `toolkit repair --fix status.not-configured` "
-    "then turns into a configured installation ConfigService.set_status refuses (configs.py "
-    "'required field decrypts to an empty value'). Fix: when found.plaintext == b'' treat the value "
-    "as blank: skip it like \"\" (no secret finding) before the clean-path `continue`, so the "
-    "required-keys loop reports field.missing ('required field decrypts to an empty value') and "
-    "checks.not_configured sees it as missing (pass `bad | blank`); the configured branch's fast guard "
-    "(`required_set <= config.keys() or '' in config.values()`) must also run when such a key exists."))
 def test_required_secret_that_decrypts_to_empty_is_missing(app, toolkit):
     """A buggy app encrypts the empty string of an untouched password input: `iv:tag:`."""
     empty, also_empty = app.run([{"op": "encrypt", "value": ""}] * 2)
@@ -640,7 +629,7 @@ def test_required_secret_that_decrypts_to_empty_is_missing(app, toolkit):
     ])[2:])
     report, _ = audit_json(toolkit)
     repair = toolkit("repair", "--fix", "status.not-configured", "--dry-run", "--json")
-    _xfail_unless(
+    _assert_with_detail(
         found(report) == {("field.missing", configured, "primaryKey")}
         and json.loads(repair.stdout)["fixes"]["status.not-configured"]["fixed"] == 0,
         f"audit: {sorted(found(report), key=str)}; repair would configure "
@@ -648,16 +637,6 @@ def test_required_secret_that_decrypts_to_empty_is_missing(app, toolkit):
     )
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "toolkit/audit/plan.py Auditor.audit, SECRET branch: the decrypted plaintext of a password field "
-    "is never checked against the field's `pattern`, so DESIGN §4.4 field.invalid ('fails its ... "
-    "pattern') is missed and status.not-configured says 'every required field is set and valid' for "
-    "a row ConfigService.set_status('configured') refuses (configs.py _configuration_problems runs "
-    "check_value on the decrypted value) and `toolkit repair --fix status.not-configured` would "
-    "configure it. Fix: compile password fields with a pattern as SECRET+check; after a successful "
-    "inspect, `message = self.check_value(definition, found.plaintext.decode('utf-8', 'replace'))` "
-    "when definition.pattern_test is not None, emit ('field.invalid', …, key, message) and add key to "
-    "`bad` (check_value's message names the pattern, never the value; do not cache plaintexts)."))
 def test_password_pattern_is_checked_on_the_decrypted_value(app, toolkit):
     """sendgrid's apiKey is a password field with a pattern (SG\\.…); the app saved another value."""
     configured, installed = (r.get("id") for r in app.run([
@@ -669,7 +648,7 @@ def test_password_pattern_is_checked_on_the_decrypted_value(app, toolkit):
     ])[2:])
     report, _ = audit_json(toolkit)
     repair = toolkit("repair", "--fix", "status.not-configured", "--dry-run", "--json")
-    _xfail_unless(
+    _assert_with_detail(
         found(report) == {("field.invalid", configured, "apiKey"), ("field.invalid", installed, "apiKey")}
         and json.loads(repair.stdout)["fixes"]["status.not-configured"]["fixed"] == 0,
         f"audit: {sorted(found(report), key=str)}",
@@ -694,14 +673,6 @@ def test_registry_with_javascript_named_groups_loads(app, toolkit):
     assert found(report) == {("field.invalid", bad, "number")}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "toolkit/_rewrite.py (both PostgreSQL UPDATEs: the fast path's touch clause and the exact one's): "
-    "a touching change sets `updated_at = now()`, which a "
-    "`timestamp without time zone` column stores as the session's local time, while the app (Drizzle "
-    "writes Date.toISOString()), ConfigService (configs.utc_now) and the SQLite store all write naive "
-    "UTC: in a database whose TimeZone is not UTC every repaired row is off by the offset (9 h in "
-    "Asia/Tokyo). Fix: `(now() AT TIME ZONE 'UTC')` instead of `now()` in each touch clause "
-    "(or pass the ConfigService clock's value as a parameter)."))
 def test_repair_stamps_updated_at_like_the_app_in_a_non_utc_database(app, toolkit, databases):
     """The app (JS Date -> toISOString) and ConfigService store naive UTC; a repair stores now()."""
     from toolkit import Context, Settings
@@ -732,9 +703,9 @@ def test_repair_stamps_updated_at_like_the_app_in_a_non_utc_database(app, toolki
         stamped = dict(cursor.fetchall())
     assert abs(stamped[by_service] - stamped[by_app]).total_seconds() < 3600  # both UTC
     spread = abs(stamped[by_repair] - stamped[by_app]).total_seconds()
-    _xfail_unless(spread < 3600, f"the repair's updated_at is {spread / 3600:.1f} h off the app's")
+    _assert_with_detail(spread < 3600, f"the repair's updated_at is {spread / 3600:.1f} h off the app's")
 
 
-def _xfail_unless(condition: bool, detail: str) -> None:
-    """The assertion of a strict-xfail test, with what was seen in the failure message."""
+def _assert_with_detail(condition: bool, detail: str) -> None:
+    """An assertion whose failure message says what was seen."""
     assert condition, detail

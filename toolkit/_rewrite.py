@@ -79,7 +79,7 @@ class Change(NamedTuple):
     status: tuple | None = None  # (old, new)
     whole: bool = False
     whole_config: str | None = None
-    touch: bool = False  # set updated_at = now()
+    touch: bool = False  # set updated_at to now, in naive UTC like the app's Date
 
 
 class Plan(NamedTuple):
@@ -328,7 +328,7 @@ UPDATE app_installations AS t
    AND t.xmin = (v.doc -> t.id::text ->> 'x')::xid
 RETURNING t.id
 """
-_PG_FAST_TOUCH = ", updated_at = CASE WHEN v.doc -> t.id::text ? 'u' THEN now() ELSE t.updated_at END"
+_PG_FAST_TOUCH = ", updated_at = CASE WHEN v.doc -> t.id::text ? 'u' THEN (now() AT TIME ZONE 'UTC') ELSE t.updated_at END"
 
 _PG_EXACT = """
 UPDATE app_installations AS t
@@ -356,7 +356,7 @@ def _pg_exact_sql(changes) -> str:
     return _PG_EXACT.format(
         config=config,
         status=", status = coalesce(v.s1, t.status::text)::app_status" if statuses else "",
-        touch=", updated_at = CASE WHEN v.u THEN now() ELSE t.updated_at END" if any(c.touch for c in changes) else "",
+        touch=", updated_at = CASE WHEN v.u THEN (now() AT TIME ZONE 'UTC') ELSE t.updated_at END" if any(c.touch for c in changes) else "",
         status_check="\n   AND (v.s0 IS NULL OR t.status::text = v.s0)" if statuses else "",
     )
 
