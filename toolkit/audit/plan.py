@@ -128,31 +128,23 @@ class Auditor:
                        tuple(app.required_keys), frozenset(app.required_keys))
 
     # ---- the hot path ------------------------------------------------------------------
-    def write(self, line: bytes) -> None:
-        """One row of `COPY (SELECT id, user_id, app_id, status, timestamps, config) TO STDOUT`.
+    def write(self, line: bytes, fields=None) -> None:
+        """One row of `COPY (SELECT id, user_id, app_id, status, timestamps, config) TO STDOUT`,
+        or (`fields`) one row already split: see `audit`.
 
         The auditor is the file psycopg2's copy_expert writes to: libpq hands out COPY data
         one whole row per call (PQgetCopyData), so each write() is one line. Anything else
-        (several rows, an escaped field) takes the careful path."""
-        fields = line[:-1].split(b"\t")
-        if len(fields) != 6 or line[-1] != 10 or b"\\" in line:  # 10: a whole row ends with \n
-            self._write_careful(line)
-        else:
-            self.audit(*fields)
+        (several rows, an escaped field) takes the careful path. One function for both, so
+        the hot path costs one Python call per row."""
+        if fields is None:
+            fields = line[:-1].split(b"\t")
+            if len(fields) != 6 or line[-1] != 10 or b"\\" in line:  # 10: a whole row ends with \n
+                self._write_careful(line)
+                return
+        installation_id, user_id, app_id, status, timestamps, raw_config = fields
+        self.rows += 1
         if not self.rows & TICK_MASK and self.on_tick is not None:
             self.on_tick(self.rows)
-
-    def _write_careful(self, data: bytes) -> None:
-        data = self._pending + bytes(data)
-        *lines, self._pending = data.split(b"\n")
-        for line in lines:
-            self.audit(*[_unescape_copy(field) for field in line.split(b"\t")])
-
-    audit_copy_line = write
-
-    def audit(self, installation_id, user_id, app_id, status, timestamps, raw_config) -> None:
-        """One installation. Ids and app_id may be bytes (COPY) or str/int (SQLite)."""
-        self.rows += 1
         if timestamps:
             self.findings.append(("installation.timestamps", installation_id, user_id, _str(app_id), None,
                                   checks.timestamps_problem(_str(timestamps))))
@@ -259,6 +251,18 @@ class Auditor:
             message = checks.not_configured(status, plan.required_keys, config, (bad or set()) | (blank or set()))
             if message is not None:
                 self.findings.append(("status.not-configured", installation_id, user_id, plan.app_id, None, message))
+
+    def audit(self, installation_id, user_id, app_id, status, timestamps, raw_config) -> None:
+        """One installation. Ids and app_id may be bytes (COPY) or str/int (SQLite)."""
+        self.write(None, (installation_id, user_id, app_id, status, timestamps, raw_config))
+
+    audit_copy_line = write
+
+    def _write_careful(self, data: bytes) -> None:
+        data = self._pending + bytes(data)
+        *lines, self._pending = data.split(b"\n")
+        for line in lines:
+            self.write(None, [_unescape_copy(field) for field in line.split(b"\t")])
 
     def _unknown_keys(self, plan, installation_id, user_id, config):
         """field.unknown (and config.non-string) for keys the registry does not define."""
