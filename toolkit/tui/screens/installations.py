@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from ... import browse
 from ...errors import UsageError
@@ -125,9 +125,9 @@ class ListScreen(DataScreen):
         self.load(**self._request)
 
     # --- sorting ----------------------------------------------------------------------
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+    def on_page_table_header_selected(self, event: PageTable.HeaderSelected) -> None:
         event.stop()
-        column = self.table.sort_for(event.column_key.value)
+        column = self.table.sort_for(event.column_key)
         if column is None:
             self.notify("This column cannot be sorted.", markup=False)
             return
@@ -218,7 +218,8 @@ class ListScreen(DataScreen):
             line.append("   loading…", style="italic")
         if error:
             line.append(f"   {error}", style="red")
-        self.query_one("#summary", Static).update(line)
+        # One line of fixed size: a repaint, not a layout of the whole screen.
+        self.query_one("#summary", Static).update(line, layout=False)
 
     def describe_filter(self) -> str:
         return self.query_filter.text()
@@ -365,8 +366,6 @@ class InstallationsScreen(ListScreen):
         if row is not None:
             self.app.open_installation(row.id)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_page_table_row_selected(self, event: PageTable.RowSelected) -> None:
         event.stop()
-        row = self.table.rows_by_key.get(event.row_key.value)
-        if row is not None:
-            self.app.open_installation(row.id)
+        self.app.open_installation(event.row.id)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from ... import browse
 from .. import cells
 from ..filters import FilterQuery
-from ..widgets import Column
+from ..widgets import Column, PageTable
 from .installations import ListScreen
 
 
@@ -46,8 +45,7 @@ class UsersScreen(ListScreen):
         if row is not None:
             self.app.show_installations(FilterQuery(user_id=row.id), label=row.email)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_page_table_row_selected(self, event: PageTable.RowSelected) -> None:
         event.stop()
-        row = self.table.rows_by_key.get(event.row_key.value)
-        if row is not None:
-            self.app.show_installations(FilterQuery(user_id=row.id), label=row.email)
+        row = event.row
+        self.app.show_installations(FilterQuery(user_id=row.id), label=row.email)
