@@ -307,14 +307,21 @@ class PageTable(ScrollView, can_focus=True):
                     post = Style.from_color(cursor.color)  # the cursor's text colour wins
             cells = self._cells[index]
         console = self.app.console
-        pad = Segment(" " * PADDING)
+        pad = " " * PADDING
         line: list[Segment] = []
         for column, (text, width) in enumerate(zip(cells, self._widths)):
             # The meta (as DataTable's) keeps each cell its own run of segments: SVG
             # viewers then place every cell at its column.
             cell_style = style + Style.from_meta({"row": index, "column": column})
-            cell = [pad, *_fit(text, width - 2 * PADDING, console), pad]
-            line.extend(Segment.apply_style(cell, cell_style, post))
+            plain_style = cell_style + post if post else cell_style
+            line.append(Segment(pad, plain_style))
+            for text_part, text_style, _ in _fit(text, width - 2 * PADDING, console):
+                if text_style is None:
+                    line.append(Segment(text_part, plain_style))
+                else:
+                    combined = cell_style + text_style
+                    line.append(Segment(text_part, combined + post if post else combined))
+            line.append(Segment(pad, plain_style))
         total = sum(self._widths)
         room = max(total, self.scrollable_content_region.width)
         if room > total:
