@@ -206,15 +206,19 @@ async def run_app(database, registry_path, tmp: Path, repeat: int = 5):
         timings[f"app: n to next page painted (median of {repeat})"] = statistics.median(samples)
         timings["app: n to next page painted (max)"] = max(samples)
 
-        filters = ["app:slack", "status:installed", "app:slack status:installed", "user12345", ""]
-        samples = []
-        for text in filters:
-            await pilot.press("slash")
-            app.screen.query_one("#filter").value = text
-            old = table.page
-            samples.append(await key(pilot, "enter", lambda page, old=old: page is not old))
-        timings[f"app: filter enter to rows painted (median of {len(filters)})"] = statistics.median(samples)
-        timings["app: filter enter to rows painted (max)"] = max(samples)
+        # Each filter twice (the median of the two is printed): their queries differ a lot, and
+        # the email substring one is the query's own cost (see the browse.py figures above).
+        for text in ["app:slack", "status:installed", "app:slack status:installed", "user12345", ""]:
+            samples = []
+            for _ in range(2):
+                await pilot.press("slash")
+                app.screen.query_one("#filter").value = text
+                old = table.page
+                samples.append(await key(pilot, "enter", lambda page, old=old: page is not old))
+                if text:  # back to the unfiltered list, so the next enter applies the filter again
+                    await pilot.press("escape")
+                    await settle(pilot)
+            timings[f"app: filter {text or '(cleared)'!r}: enter to rows painted"] = statistics.median(samples)
 
         # The same two interactions timed the Pilot way (press, then wait for workers and idle).
         await settle(pilot)
@@ -233,7 +237,7 @@ async def run_app(database, registry_path, tmp: Path, repeat: int = 5):
         assert table.row_count == 100
     print("\nthe real app (Textual run_test, headless, ms):")
     for name, ms in timings.items():
-        print(f"  {name:<54} {ms:9.1f}")
+        print(f"  {name:<64} {ms:9.1f}")
 
 
 def main(argv=None):

@@ -235,7 +235,7 @@ class PageTable(ScrollView, can_focus=True):
             self.post_message(self.RowSelected(self, row))
 
     # --- mouse ------------------------------------------------------------------------
-    def _on_click(self, event: events.Click) -> None:
+    def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
             return
@@ -262,11 +262,11 @@ class PageTable(ScrollView, can_focus=True):
         super().notify_style_update()
         self._strips.clear()
 
-    def _on_focus(self, event: events.Focus) -> None:
+    def on_focus(self, event: events.Focus) -> None:
         self._strips.clear()
         self.refresh()
 
-    def _on_blur(self, event: events.Blur) -> None:
+    def on_blur(self, event: events.Blur) -> None:
         self._strips.clear()
         self.refresh()
 
