@@ -77,6 +77,7 @@ class Auditor:
         self.checks_status = "status.not-configured" in self.codes
         self.slots: list[tuple[str, str]] = []  # slot -> (app_id, field), for IV traces
         self.plans: dict = {}
+        self._caches: dict = {}  # (type, pattern, options) -> check_value cache
         for app_id, app in registry.apps.items():
             plan = self._compile(app_id, app)
             self.plans[app_id] = plan
@@ -107,6 +108,13 @@ class Auditor:
         self.rows = 0
         self.on_tick = None  # called with the row count every TICK_MASK + 1 rows
 
+    def _cache_for(self, field) -> dict:
+        """One check_value cache per rule, shared by the fields (of any app) that have the same
+        one: check_value reads only the type, the pattern and the options, and a user's
+        installations of different apps often hold the same email or host."""
+        rule = (field.type, field.pattern, tuple(option.value for option in field.options))
+        return self._caches.setdefault(rule, {})
+
     def _compile(self, app_id, app) -> AppPlan:
         rules = {}
         for field in app.fields:
@@ -119,7 +127,7 @@ class Auditor:
                 kind = FREE
             else:
                 kind = CHECKED
-            rules[field.key] = FieldRule(kind, len(self.slots) - 1, field, {})
+            rules[field.key] = FieldRule(kind, len(self.slots) - 1, field, self._cache_for(field))
         # A password field with a pattern has its decrypted value checked against it.
         secrets = tuple((key, rule.slot, rule.definition if rule.definition.pattern is not None else None)
                         for key, rule in rules.items() if rule.kind == SECRET)
