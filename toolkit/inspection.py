@@ -13,6 +13,7 @@ import datetime as dt
 from .crypto import Secret
 from .crypto.access_log import record_reveal
 from .db import AppInstallation, User, read_only, translate_errors
+from .db.json_values import Unreadable
 from .errors import NotFound, UsageError
 
 # What a field's stored value turned out to be.
@@ -46,7 +47,7 @@ class FieldView:
         if self.state in (MALFORMED, UNDECRYPTABLE):
             return f"<{self.state}>"
         if self.state == NON_STRING:
-            return repr(self.value)
+            return "<non-string>" if self.is_secret else repr(self.value)
         return "" if self.value is None else str(self.value)
 
 
@@ -104,9 +105,7 @@ def view_of(row, user, registry, keyring) -> InstallationView:
     problem = None
     fields: list[FieldView] = []
     if not isinstance(config, dict):
-        from .audit.checks import json_kind
-
-        problem = f"config is not a JSON object but {json_kind(config)}"
+        problem = f"config is not a JSON object but {_json_kind(config)}"
     else:
         known = {f.key: f for f in app.fields} if app else {}
         order = [f.key for f in app.fields if f.key in config] if app else []
@@ -126,6 +125,8 @@ def _field_view(definition, key, value, keyring) -> FieldView:
     is_secret = bool(definition and definition.is_secret)
     base = dict(key=key, label=label, type=kind, is_secret=is_secret)
     if not isinstance(value, str):
+        if is_secret:  # whatever sits in a password field may be a secret: never shown
+            return FieldView(**base, state=NON_STRING, value=None, note=f"{_json_kind(value)}, not a string")
         return FieldView(**base, state=NON_STRING, value=value)
     if not is_secret:
         return FieldView(**base, state=PLAIN if value else EMPTY, value=value)
@@ -142,6 +143,14 @@ def _field_view(definition, key, value, keyring) -> FieldView:
                          note="stored without encryption")
     note = status.reason if status.kind == "malformed" else "no key in the keyring authenticates it"
     return FieldView(**base, state=status.kind, value=None, note=note)
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, Unreadable):
+        return value.kind
+    from .audit.checks import json_kind
+
+    return json_kind(value)
 
 
 def reveal(view: InstallationView, key: str, settings, *, via: str) -> str:

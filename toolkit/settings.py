@@ -39,8 +39,9 @@ KEY_DERIVATIONS = ("hex", "raw", "sha256", "scrypt")
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None
-    direct_url: str | None = None
+    # URLs carry the database password: out of reprs (notebooks save what they display).
+    database_url: str | None = dataclasses.field(default=None, repr=False)
+    direct_url: str | None = dataclasses.field(default=None, repr=False)
     encryption_key: str | None = dataclasses.field(default=None, repr=False)
     encryption_key_previous: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     registry_path: Path | None = None
@@ -91,7 +92,11 @@ def load_settings(cwd: Path | None = None, environ: dict | None = None, **overri
         except ValueError:
             raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
         if allowed and number not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, got {number}")
+            if isinstance(allowed, range):
+                expected = f"between {allowed.start} and {allowed.stop - 1}"
+            else:
+                expected = f"one of {', '.join(map(str, allowed))}"
+            raise ConfigError(f"{name} must be {expected}, got {number}")
         return number
 
     derivation = (text(TOOLKIT_KEY_DERIVATION) or "hex").lower()
@@ -113,6 +118,6 @@ def load_settings(cwd: Path | None = None, environ: dict | None = None, **overri
         iv_length=integer(TOOLKIT_IV_LENGTH, 16, allowed=(12, 16)),
         access_log=path(TOOLKIT_ACCESS_LOG),
         data_dir=path(TOOLKIT_DATA_DIR),
-        mask_visible=integer(TOOLKIT_MASK_VISIBLE, 4),
+        mask_visible=integer(TOOLKIT_MASK_VISIBLE, 4, allowed=range(0, 65)),
     )
     return settings.with_overrides(**overrides)

@@ -8,6 +8,7 @@ DESIGN.md §4.2; data goes to stdout, diagnostics to stderr.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -53,8 +54,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
-@click.option("--database-url", metavar="URL", help="Runtime database URL (env DATABASE_URL). Default: the embedded demo database.")
-@click.option("--registry", "registry_path", type=click.Path(dir_okay=False), help="Registry JSON file (env TOOLKIT_REGISTRY).")
+@click.option("--database-url", allow_from_autoenv=False, metavar="URL", help="Runtime database URL (env DATABASE_URL). Default: the embedded demo database.")
+@click.option("--registry", "registry_path", allow_from_autoenv=False, type=click.Path(dir_okay=False), help="Registry JSON file (env TOOLKIT_REGISTRY).")
 @click.version_option(package_name="installation-toolkit", prog_name="toolkit")
 @click.pass_context
 def cli(ctx, database_url, registry_path):
@@ -85,7 +86,9 @@ def main(argv=None) -> int:
     try:
         # Without standalone mode click returns `ctx.exit(code)`'s code instead of raising.
         # auto_envvar_prefix: every flag has an environment twin, e.g. --fail-on is
-        # TOOLKIT_AUDIT_FAIL_ON; the flag wins when both are given.
+        # TOOLKIT_AUDIT_FAIL_ON; the flag wins when both are given. Deliberately none for
+        # --reveal, --yes and --write (an operator types those), nor for the flags whose
+        # variables settings.py owns (--database-url, --registry, --direct-url).
         result = cli.main(args=argv, prog_name="toolkit", standalone_mode=False, auto_envvar_prefix="TOOLKIT")
     except ToolkitError as exc:
         click.echo(f"error: {exc.one_line()}", err=True)
@@ -101,6 +104,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: still one line, exit 3
+        if os.environ.get("TOOLKIT_DEBUG"):
+            raise
+        # Only the type: an arbitrary exception's message may quote data (a secret).
+        click.echo(f"error: unexpected {type(exc).__name__} — a bug; set TOOLKIT_DEBUG=1 for the traceback and report it", err=True)
+        return int(ExitCode.RUNTIME)
     return result if isinstance(result, int) else int(ExitCode.OK)
 
 

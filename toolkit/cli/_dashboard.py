@@ -4,7 +4,7 @@ from ._context import get_context
 
 
 @click.command()
-@click.option("--write", is_flag=True,
+@click.option("--write", allow_from_autoenv=False, is_flag=True,
               help="Enable write actions (change status, edit a field, set a secret, uninstall), each confirmed.")
 def dashboard(write):
     """Browse users, installations and audit findings in the terminal.

@@ -9,7 +9,7 @@ from ._context import exit_with, get_context
 @click.option("--status", "show_status", is_flag=True, help="List applied and pending migrations; change nothing.")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=str), metavar="PATH",
               help="Apply this drizzle folder (the app's `drizzle/`) instead of the toolkit's own migrations.")
-@click.option("--direct-url", metavar="URL", help="Direct PostgreSQL URL, port 5432 (env DIRECT_URL).")
+@click.option("--direct-url", allow_from_autoenv=False, metavar="URL", help="Direct PostgreSQL URL, port 5432 (env DIRECT_URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (what was applied, or with --status the whole journal).")
 def migrate(show_status, folder, direct_url, as_json):
     """Apply pending drizzle migrations over the direct connection, as `drizzle-kit migrate` does.

@@ -15,7 +15,7 @@ _FIX_HELP = "; ".join(f"{code}: {what}" for code, what in WHAT.items())
 @click.option("--fix", "fixes", multiple=True, metavar="CODE", type=click.Choice(FIXABLE),
               help=f"An audit code to fix (repeatable). {_FIX_HELP}.")
 @click.option("--dry-run", is_flag=True, help="Count what would be fixed; write nothing.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--yes", "-y", allow_from_autoenv=False, is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True,
               help="Rows per page: one read and one UPDATE, each its own short transaction.")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=3, show_default=True,

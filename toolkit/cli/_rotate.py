@@ -11,7 +11,7 @@ from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Count what would be re-encrypted; write nothing.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--yes", "-y", allow_from_autoenv=False, is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Rows per page: one read and one UPDATE, each its own short transaction.")
 @click.option("--workers", type=click.IntRange(1, 16), default=DEFAULT_WORKERS, show_default=True,

@@ -5,7 +5,7 @@ from ._context import get_context
 
 @click.command()
 @click.argument("installation_id", type=int)
-@click.option("--reveal", is_flag=True, help="Decrypt and print the secret fields (each reveal is written to the access log).")
+@click.option("--reveal", allow_from_autoenv=False, is_flag=True, help="Decrypt and print the secret fields (each reveal is written to the access log).")
 @click.option("--field", "fields", multiple=True, metavar="KEY", help="With --reveal: only these fields (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def show(installation_id, reveal, fields, as_json):
@@ -27,7 +27,8 @@ def show(installation_id, reveal, fields, as_json):
     view = inspection.load_installation(context.database, context.registry, context.keyring, installation_id)
     revealed = {}
     if reveal:
-        wanted = set(fields) or {f.key for f in view.fields if f.is_secret}
+        # Without --field: every secret that can be shown (a malformed one is named, not fatal).
+        wanted = set(fields) or {f.key for f in view.fields if f.is_secret and f.value is not None}
         for key in sorted(wanted):
             revealed[key] = inspection.reveal(view, key, context.settings, via="cli")
     if as_json:

@@ -13,8 +13,10 @@ import dataclasses
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
+import psycopg2.extras
 
 from ..errors import ConfigError, DatabaseError
+from .json_values import tolerant_loads
 from .models import MODELS, database_proxy
 
 POOLER_PORT = 6543
@@ -56,8 +58,12 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> DatabaseURL:
     try:
         parts = urlsplit(url)
         port = parts.port or 5432
-    except ValueError as exc:
-        raise ConfigError(f"{variable} is not a valid URL ({exc})", hint="expected postgresql://user:password@host:port/dbname") from None
+    except ValueError:
+        # urllib's message can quote part of the password ("could not cast 'Sup3rS'"): never echo it.
+        raise ConfigError(
+            f"{variable} is not a valid URL (bad host or port)",
+            hint="percent-encode / ? # @ : in the password; expected postgresql://user:password@host:port/dbname",
+        ) from None
     if parts.scheme not in _POSTGRES_SCHEMES:
         raise ConfigError(
             f"{variable} must start with postgresql:// (got {parts.scheme or 'no scheme'}://)",
@@ -69,6 +75,12 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> DatabaseURL:
     query = dict(parse_qsl(parts.query))
     pooler_flag = query.get("pgbouncer", "").lower() == "true"
     params = {k: v for k, v in query.items() if k not in _NON_LIBPQ_PARAMS}
+    is_pooler = pooler_flag or port == POOLER_PORT
+    if is_pooler and "options" in params:
+        raise ConfigError(
+            f"{variable}: the transaction pooler refuses startup options",
+            hint="remove options= from the URL (the toolkit needs no session settings)",
+        )
     return DatabaseURL(
         host=parts.hostname,
         port=port,
@@ -77,7 +89,7 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> DatabaseURL:
         # Peewee's db_url does not URL-decode passwords (DESIGN.md §6); we do.
         password=unquote(parts.password) if parts.password is not None else None,
         params=params,
-        is_pooler=pooler_flag or port == POOLER_PORT,
+        is_pooler=is_pooler,
     )
 
 
@@ -90,6 +102,9 @@ class ToolkitPostgres(peewee.PostgresqlDatabase):
 
 
 def open_postgres(url: str, variable: str = "DATABASE_URL") -> ToolkitPostgres:
+    # psycopg2 parses jsonb itself: make a config nested deeper than Python's recursion
+    # limit (valid jsonb) read as Unreadable instead of raising mid-page.
+    psycopg2.extras.register_default_jsonb(globally=True, loads=tolerant_loads)
     return ToolkitPostgres(parse_database_url(url, variable))
 
 

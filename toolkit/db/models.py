@@ -20,6 +20,8 @@ from peewee import (
     Model,
 )
 
+from .json_values import Unreadable, tolerant_loads
+
 database_proxy = DatabaseProxy()
 
 ROLES = ("admin", "customer")
@@ -45,6 +47,19 @@ class RoleField(_EnumField):
 class AppStatusField(_EnumField):
     field_type = "app_status"
     labels = APP_STATUSES
+
+
+class ConfigField(JSONField):
+    """jsonb / JSON text; a value too deep or not JSON at all reads as `Unreadable`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(loads=tolerant_loads, **kwargs)
+
+    def python_value(self, value):
+        try:
+            return super().python_value(value)
+        except RecursionError:  # psycopg2 may have parsed jsonb already, or not
+            return Unreadable("JSON nested too deeply")
 
 
 class BaseModel(Model):
@@ -81,7 +96,7 @@ class AppInstallation(BaseModel):
     )
     app_id = CharField(max_length=100)
     status = AppStatusField(default="installed", constraints=[SQL("DEFAULT 'installed'")])
-    config = JSONField(null=True, default=dict, constraints=[SQL("DEFAULT '{}'")])
+    config = ConfigField(null=True, default=dict, constraints=[SQL("DEFAULT '{}'")])
     installed_at = DateTimeField(null=True, constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
     updated_at = DateTimeField(null=True, constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
 
