@@ -25,8 +25,18 @@ check of the audit codes table and prints a report. Filters narrow what is read,
 
 \b
 Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it (with --baseline:
-new ones only); 2 usage or configuration error; 3 database error.""")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text",
+new ones only); 2 usage or configuration error; 3 database error.
+
+\b
+Examples:
+  toolkit audit                                   # text summary and findings
+  toolkit audit --format html -o audit.html       # one page to send to a colleague
+  toolkit audit --app stripe --code secret --fail-on warning
+  toolkit audit --format json -o base.json --fail-on never   # then, in CI:
+  toolkit audit --baseline base.json              # fails only on new findings
+
+Every flag also reads TOOLKIT_AUDIT_<FLAG> (e.g. TOOLKIT_AUDIT_FAIL_ON=warning).""")
+@click.option("--format", "fmt", envvar="TOOLKIT_AUDIT_FORMAT", type=click.Choice(["text", "json", "csv", "html"]), default="text",
               show_default=True, help="Report format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout.")
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error",

@@ -53,7 +53,12 @@ def keys():
 
 @click.command()
 def generate():
-    """Print a new random 32-byte key as 64 hex characters (for ENCRYPTION_KEY)."""
+    """Print a new random 32-byte key as 64 hex characters (for ENCRYPTION_KEY).
+
+    \b
+    Example:
+      toolkit keys generate > new.key     # keep it out of shell history and logs
+    """
     import secrets
 
     click.echo(secrets.token_hex(32))
@@ -67,6 +72,11 @@ def status(as_json):
     Streams every installation's password fields (per the registry) in read-only keyset
     pages. A previous key that authenticates 0 values can be removed from
     ENCRYPTION_KEY_PREVIOUS.
+
+    \b
+    Examples:
+      ENCRYPTION_KEY_PREVIOUS=<old> toolkit keys status
+      toolkit keys status --json | jq '.keys'
     """
     from ..crypto.key_usage import key_usage
 

@@ -113,6 +113,11 @@ def check(as_json):
 
     \b
     Exit codes: 0 no drift, 1 drift, 2 configuration error, 3 database error.
+
+    \b
+    Examples:
+      toolkit schema check
+      DATABASE_URL=postgresql://…:6543/postgres?pgbouncer=true toolkit schema check --json
     """
     from .. import db, schema_check
     from ..errors import ConfigError, ExitCode

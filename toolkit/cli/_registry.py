@@ -30,6 +30,11 @@ def check(path, as_json, strict):
     """Check PATH (default: TOOLKIT_REGISTRY / --registry) and list its apps and fields.
 
     Exit 0 when the file is valid, 1 with --strict and warnings, 2 when it is invalid.
+
+    \b
+    Examples:
+      toolkit registry check registry.json
+      toolkit registry check --json | jq .apps
     """
     from ..registry import RegistryStructureError, load_registry
 
