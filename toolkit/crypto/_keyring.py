@@ -133,6 +133,13 @@ class Keyring:
         return (_rebuild, ([k.material for k in self.keys], self.iv_length, self.mask_visible, self.is_demo))
 
     # --- the hot path -----------------------------------------------------------------
+    @property
+    def current_decrypt(self):
+        """The current key's bare `decrypt(iv, ciphertext ‖ tag, None)` (raises InvalidTag on
+        a wrong key), or None without keys — for the audit's row loop, which inlines the
+        common case of `inspect` below (a call per value costs ~5% of the audit)."""
+        return self._ciphers[0].decrypt if self._ciphers else None
+
     def inspect(self, value) -> ValueStatus:
         """Classify one stored value and decrypt it if a key fits. Never raises for data."""
         if value.__class__ is not str:
