@@ -317,7 +317,7 @@ async def test_awkward_configs_render(seeded, settings):
         await settle(pilot)
         app.open_installation(3)  # a JSON array
         await settle(pilot)
-        assert "config is an array of 3 items, not a JSON object" in screen_text(app)
+        assert "config is not a JSON object but an array of 3 items" in screen_text(app)
         await pilot.press("escape")
         app.open_installation(4)  # malformed ciphertext + markup
         await settle(pilot)

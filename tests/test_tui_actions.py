@@ -5,7 +5,7 @@ from __future__ import annotations
 from test_browse_seed import SECRET_STRIPE, keyring
 from test_tui import SIZE, make_app, run_async, screen_text, seeded, settings, settle  # noqa: F401 (fixtures)
 
-from toolkit import browse
+from toolkit import inspection
 from toolkit.tui.screens.audit import AuditScreen
 from toolkit.tui.screens.installation import InstallationScreen
 from toolkit.tui.screens.installations import InstallationsScreen
@@ -99,7 +99,7 @@ async def open_write(app, pilot, installation_id):
 
 def stored(seeded, installation_id):
     with seeded.connection_context():
-        return browse.get_installation(seeded, installation_id)
+        return inspection.load_installation(seeded, None, None, installation_id).as_read
 
 
 @run_async

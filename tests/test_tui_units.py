@@ -6,11 +6,12 @@ import pytest
 from rich.text import Text
 from test_browse_seed import MALFORMED, MARKUP_VALUE, REGISTRY, SECRET_STRIPE, keyring
 
+from toolkit import inspection
 from toolkit.crypto import Keyring
 from toolkit.errors import UsageError
 from toolkit.registry import parse_registry
 from toolkit.tui import cells
-from toolkit.tui.config_view import config_rows, describe_non_object
+from toolkit.tui.config_view import row_cells, state_words
 from toolkit.tui.filters import FilterQuery, parse_filter, resolve_app
 
 STRIPE = parse_registry(REGISTRY).get("stripe")
@@ -43,36 +44,56 @@ def test_resolve_app_by_id_or_name():
     assert resolve_app("legacy-app", apps) == "legacy-app"
 
 
+def rows_of(config, app, ring):
+    fields, problem = inspection.config_fields(config, app, ring)
+    assert problem is None
+    return {f.key: f for f in fields}
+
+
 def test_config_rows_mask_every_secret_state():
     ring = keyring()
     other = Keyring.from_materials([b"\x33" * 32])
-    config = {"apiKey": ring.encrypt(SECRET_STRIPE), "region": MARKUP_VALUE, "extra": other.encrypt("x"), "n": 5}
-    rows = {r.key: r for r in config_rows(config, STRIPE, ring)}
-    assert rows["apiKey"].is_secret and SECRET_STRIPE not in rows["apiKey"].value.plain
-    assert rows["apiKey"].state == "encrypted · current key" and rows["apiKey"].revealable
-    assert rows["region"].value.plain == MARKUP_VALUE  # literal, not markup
-    assert rows["webhookUrl"].value.plain == "(not set)" and not rows["webhookUrl"].present
-    assert rows["extra"].type == "unknown" and rows["extra"].is_secret  # ciphertext-shaped: masked
-    assert rows["n"].state == "not a string"
-    states = {v: config_rows({"apiKey": v}, STRIPE, ring)[0].state
-              for v in ("plain-secret", MALFORMED, other.encrypt("y"), "")}
-    assert list(states.values()) == ["stored as PLAINTEXT", "malformed ciphertext",
-                                     "cannot decrypt: wrong key or tampered", "empty"]
-    assert "plain-secret" not in config_rows({"apiKey": "plain-secret"}, STRIPE, ring)[0].value.plain
+    config = {"apiKey": ring.encrypt(SECRET_STRIPE), "region": MARKUP_VALUE, "extra": other.encrypt("x"),
+              "n": 5, "mirror": ring.encrypt("copied-secret")}
+    rows = rows_of(config, STRIPE, ring)
+    assert list(rows) == ["apiKey", "region", "webhookUrl", "extra", "n", "mirror"]  # registry order first
+    api = row_cells(rows["apiKey"])
+    assert rows["apiKey"].masked and SECRET_STRIPE not in api[3].plain
+    assert state_words(rows["apiKey"]) == "encrypted · current key" and rows["apiKey"].revealable
+    assert row_cells(rows["region"])[3].plain == MARKUP_VALUE  # literal, not markup
+    assert row_cells(rows["region"])[3].spans == []
+    absent = rows["webhookUrl"]
+    assert (absent.state, absent.value, absent.display) == (inspection.ABSENT, None, "(not set)")
+    assert row_cells(absent)[3].plain == "(not set)"
+    # Ciphertext-shaped in a field the registry does not call a password: masked all the same.
+    assert rows["extra"].type == "unknown" and rows["extra"].masked and not rows["extra"].revealable
+    assert rows["mirror"].state == inspection.CIPHERTEXT and rows["mirror"].revealable
+    assert "copied-secret" not in row_cells(rows["mirror"])[3].plain + rows["mirror"].display
+    assert state_words(rows["mirror"]) == "a ciphertext in a non-secret field"
+    assert row_cells(rows["n"])[3].plain == "5" and not rows["n"].masked
+    words = [state_words(rows_of({"apiKey": v}, STRIPE, ring)["apiKey"])
+             for v in ("plain-secret", MALFORMED, other.encrypt("y"), "", None)]
+    assert words == ["stored as PLAINTEXT", "malformed ciphertext",
+                     "cannot decrypt: wrong key or tampered", "empty", "null, not a string"]
+    plain = rows_of({"apiKey": "plain-secret"}, STRIPE, ring)["apiKey"]
+    assert "plain-secret" not in row_cells(plain)[3].plain
 
 
 def test_previous_key_and_no_keyring_states():
     ring = keyring()
     previous_only = Keyring.from_materials([ring.keys[1].material])
     value = previous_only.encrypt("old")
-    assert config_rows({"apiKey": value}, STRIPE, ring)[0].state == "encrypted · previous key #1 (stale)"
-    assert config_rows({"apiKey": value}, STRIPE, None)[0].state == "encrypted (no key configured)"
-    assert config_rows({"apiKey": MALFORMED}, STRIPE, None)[0].state == "malformed ciphertext"
+    assert state_words(rows_of({"apiKey": value}, STRIPE, ring)["apiKey"]) == "encrypted · previous key #1 (stale)"
+    no_key = rows_of({"apiKey": value, "region": ring.encrypt("eu")}, STRIPE, None)
+    assert state_words(no_key["apiKey"]) == "encrypted (no key configured)"
+    assert no_key["region"].masked and not no_key["region"].revealable
+    assert state_words(rows_of({"apiKey": MALFORMED}, STRIPE, None)["apiKey"]) == "malformed ciphertext"
 
 
 def test_non_object_configs_are_described_without_content():
-    assert describe_non_object(["a", "b"]).startswith("config is an array of 2 items")
-    text = describe_non_object("sk_live_plaintext")
+    fields, problem = inspection.config_fields(["a", "b"], STRIPE, keyring())
+    assert fields == () and problem == "config is not a JSON object but an array of 2 items"
+    text = inspection.describe_non_object("sk_live_plaintext")
     assert "sk_live" not in text and "a string of 17 characters" in text
 
 

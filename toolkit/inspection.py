@@ -263,7 +263,7 @@ def reveal(view: InstallationView, key: str, settings, *, via: str) -> str:
         if field.state == NO_KEY or (field.state == CIPHERTEXT and field.note == "no ENCRYPTION_KEY configured"):
             raise ConfigError(f"ENCRYPTION_KEY is not set: field {key!r} of installation {view.id} cannot be decrypted")
         if field.masked:
-            raise UsageError(f"field {key!r} of installation {view.id} cannot be revealed: {field.note}")
+            raise UsageError(f"field {key!r} of installation {view.id} cannot be revealed: {field.note or field.state}")
         return "" if field.value is None else str(field.value)
     record_reveal(settings, installation_id=view.id, field=key, key_fingerprint=field.key_fingerprint, via=via)
     return field.value.reveal()

@@ -1,111 +1,64 @@
-"""One installation's config as the rows the detail screen shows — secrets never in clear.
+"""One `inspection.FieldView` as the cells of the installation screen's config table (pure).
 
-Registry fields come first, in registry order (with their labels and types), then keys the
-registry does not define. A password field shows a mask and what the keyring makes of the
-stored value (current key, previous key, plaintext, malformed…), never the value itself;
-only an explicit reveal (screens/installation.py) decrypts it for display. Any value shaped
-like a ciphertext is masked too, whatever the field (an unknown app, a non-password field).
+The model — which fields, in which order, what each value is, what is masked — is
+`toolkit.inspection`'s, shared with `toolkit show` and the notebooks. This module only
+decides how a field looks here: every cell is rich `Text` (never markup, so a stored
+`[bold]` stays literal), and a masked value shows dots and how it is stored, nothing of the
+value itself — not even the last characters `show` prints, since a dashboard is on screen
+for anyone passing by.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 from rich.text import Text
 
-from ..crypto import looks_encrypted, mask, parse_ciphertext
-from ..errors import MalformedCiphertext
+from .. import inspection
+from ..crypto import mask
 from . import cells
 
-NOT_SET = "(not set)"
 DOTS_MASK = mask("", 0)  # dots only: nothing of the value, not even its length
 
-
-@dataclasses.dataclass(frozen=True)
-class ConfigRow:
-    key: str
-    label: str
-    type: str  # the registry's type, or "unknown" for a key it does not define
-    is_secret: bool  # masked: a password field, or a value shaped like a ciphertext
-    value: Text  # what the table shows
-    state: str  # one line on how the value is stored (secrets) or "" (plain values)
-    present: bool
-    stored: Any = dataclasses.field(default=None, repr=False)  # kept for an explicit reveal only
-
-    @property
-    def revealable(self) -> bool:
-        return self.is_secret and isinstance(self.stored, str) and self.stored != ""
+# How a masked value is stored, in a few words (the state's meaning, not its value).
+_STATE_WORDS = {
+    inspection.ENCRYPTED: "encrypted · current key",
+    inspection.PLAINTEXT_SECRET: "stored as PLAINTEXT",
+    inspection.MALFORMED: "malformed ciphertext",
+    inspection.UNDECRYPTABLE: "cannot decrypt: wrong key or tampered",
+    inspection.NO_KEY: "encrypted (no key configured)",
+    inspection.EMPTY: "empty",
+    inspection.CIPHERTEXT: "a ciphertext in a non-secret field",
+}
 
 
-def config_rows(config, app, keyring) -> list[ConfigRow]:
-    """Display rows for a config object (callers check `isinstance(config, dict)` first)."""
-    config = config or {}
-    rows = []
-    fields = list(app.fields) if app is not None else []
-    known = set()
-    for field in fields:
-        known.add(field.key)
-        present = field.key in config
-        rows.append(_row(field.key, field.label, field.type, field.is_secret, config.get(field.key), present, keyring))
-    for key in config:
-        if key not in known:
-            rows.append(_row(key, key, "unknown", False, config[key], True, keyring))
-    return rows
+def state_words(field: inspection.FieldView) -> str:
+    """One line on how a masked value is stored; "" for values shown as stored."""
+    if not field.masked or field.state == inspection.ABSENT:
+        return ""
+    if field.state == inspection.STALE:
+        return f"encrypted · previous key #{field.key_index} (stale)"
+    if field.state == inspection.NON_STRING:
+        return field.note or "not a string"
+    return _STATE_WORDS.get(field.state, field.state)
 
 
-def describe_non_object(config) -> str:
-    """What is stored instead of an object — its JSON type and size, not its content."""
-    kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(config), type(config).__name__
+def value_cell(field: inspection.FieldView) -> Text:
+    if field.state == inspection.ABSENT:
+        return Text(inspection.NOT_SET, style="dim")
+    if field.masked:
+        words = state_words(field)
+        shown = Text(DOTS_MASK, style="bold")
+        shown.append(f"  {words}", style="dim" if words.startswith("encrypted") else "yellow")
+        return shown
+    if field.state == inspection.NON_STRING:
+        return cells.text(field.value, "magenta")
+    return cells.text(field.value)
+
+
+def row_cells(field: inspection.FieldView) -> tuple[Text, Text, Text, Text]:
+    """Field, Key, Type, Value — the installation screen's columns."""
+    return (
+        cells.text(field.label, "bold" if field.masked else ""),
+        cells.text(field.key),
+        cells.text(field.type, "yellow" if field.type == "unknown" else "dim"),
+        value_cell(field),
     )
-    size = f" of {len(config)} {'items' if isinstance(config, list) else 'characters'}" if isinstance(config, (list, str)) else ""
-    return f"config is {kind}{size}, not a JSON object: the app cannot read it (audit code config.not-object)"
-
-
-def _row(key, label, type_, is_secret, value, present, keyring) -> ConfigRow:
-    if not present:
-        return ConfigRow(key, label, type_, is_secret, Text(NOT_SET, style="dim"), "", False)
-    if is_secret:
-        state = secret_state(value, keyring)
-        return ConfigRow(key, label, type_, True, _masked(state), state, True, value)
-    if isinstance(value, str) and looks_encrypted(value):
-        state = "a ciphertext in a non-secret field"
-        return ConfigRow(key, label, type_, True, _masked(state), state, True, value)
-    if value is not None and not isinstance(value, str):
-        return ConfigRow(key, label, type_, False, cells.text(value, "magenta"), "not a string", True, value)
-    return ConfigRow(key, label, type_, False, cells.text(value), "", True, value)
-
-
-def _masked(state: str) -> Text:
-    shown = Text(DOTS_MASK, style="bold")
-    shown.append(f"  {state}", style="dim" if state.startswith("encrypted") else "yellow")
-    return shown
-
-
-def secret_state(value, keyring) -> str:
-    """How a password field's value is stored, in a few words. The plaintext is dropped."""
-    if value is None:
-        return "null"
-    if not isinstance(value, str):
-        return f"not a string ({type(value).__name__})"
-    if value == "":
-        return "empty"
-    if keyring is None:
-        if not looks_encrypted(value):
-            return "stored as PLAINTEXT"
-        try:
-            parse_ciphertext(value)
-        except MalformedCiphertext:
-            return "malformed ciphertext"
-        return "encrypted (no key configured)"
-    status = keyring.inspect(value)
-    if status.kind == "current":
-        return "encrypted · current key"
-    if status.kind == "previous":
-        return f"encrypted · previous key #{status.key_index} (stale)"
-    if status.kind == "undecryptable":
-        return "cannot decrypt: wrong key or tampered"
-    if status.kind == "malformed":
-        return "malformed ciphertext"
-    return "stored as PLAINTEXT"

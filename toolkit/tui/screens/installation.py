@@ -1,8 +1,9 @@
 """One installation: its user, app, status, timestamps, findings, and its config — secrets masked.
 
-Revealing a secret is deliberate: `v` on a password field asks "Reveal <field> of
-installation N? This is logged.", then writes the access log line (before anything is
-shown), decrypts, and shows the value in the RevealedValues panel — the only widget that
+What is shown is `toolkit.inspection`'s view (the one `toolkit show` and the notebooks use),
+rendered by config_view. Revealing a secret is deliberate: `v` on a masked field asks
+"Reveal <field> of installation N? This is logged.", then `inspection.reveal` writes the
+access log line (before anything is shown), and the value goes to the RevealedValues panel — the only widget that
 ever holds a plaintext. Leaving the screen (escape, switching screens, another screen on
 top) forgets every revealed value; dialogs and the command palette over it do not.
 
@@ -20,12 +21,11 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from ... import browse
-from ...crypto.access_log import record_reveal
+from ... import inspection
 from ...db import APP_STATUSES
 from ...errors import ToolkitError
 from .. import cells
-from ..config_view import config_rows, describe_non_object
+from ..config_view import row_cells, state_words
 from ..messages import Written
 from ..widgets import DatabaseBanner, RevealedValues, TopBar
 from ..workers import DataScreen
@@ -49,8 +49,8 @@ class InstallationScreen(DataScreen):
     def __init__(self, installation_id: int):
         super().__init__()
         self.installation_id = installation_id
-        self.detail = None
-        self.rows: dict[str, object] = {}
+        self.detail: inspection.InstallationView | None = None
+        self.rows: dict[str, inspection.FieldView] = {}
 
     def compose(self) -> ComposeResult:
         yield TopBar(f"Installation {self.installation_id}")
@@ -74,54 +74,52 @@ class InstallationScreen(DataScreen):
     # --- loading ----------------------------------------------------------------------
     def reload(self) -> None:
         installation_id = self.installation_id
-        self.fetch("detail", lambda database: browse.get_installation(database, installation_id))
+        source = self.app.source
+        # No keyring (ENCRYPTION_KEY unset) still browses: secrets stay masked, reveal explains.
+        self.fetch("detail", lambda database: inspection.load_installation(
+            database, source.registry, source.keyring_or_none(), installation_id))
 
     def action_reload(self) -> None:
         self.reload()
 
-    def show_detail(self, detail) -> None:
+    def show_detail(self, detail: inspection.InstallationView) -> None:
         self.detail = detail
-        source = self.app.source
-        app = source.app(detail.app_id)
-        self.query_one("#details", Static).update(self._details_text(detail, app))
+        self.query_one("#details", Static).update(self._details_text(detail))
         table = self.query_one("#config", DataTable)
         cursor = table.cursor_row
         table.clear()
         self.rows = {}
-        if isinstance(detail.config, dict) or detail.config is None:
-            for row in config_rows(detail.config, app, source.keyring_or_none()):
-                self.rows[row.key] = row
-                label = cells.text(row.label, "bold" if row.is_secret else "")
-                kind = cells.text(row.type, "yellow" if row.type == "unknown" else "dim")
-                table.add_row(label, cells.text(row.key), kind, row.value, key=row.key)
+        for field in detail.fields:
+            self.rows[field.key] = field
+            table.add_row(*row_cells(field), key=field.key)
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
 
     def failed_detail(self, message: str) -> None:
         self.query_one("#details", Static).update(Text(message, style="red"))
 
-    def _details_text(self, detail, app) -> Text:
+    def _details_text(self, detail: inspection.InstallationView) -> Text:
         out = Text()
         out.append(f"Installation {detail.id}", style="bold")
         out.append("  ·  ")
-        if app is not None:
-            out.append(app.name, style="bold")
+        if detail.app_known:
+            out.append(detail.app_name, style="bold")
             out.append(f" ({detail.app_id})", style="dim")
         else:
             out.append(f"{detail.app_id} — not in the registry", style="bold red")
         out.append("  ·  ")
         out.append_text(cells.status(detail.status))
-        user = detail.user
         out.append("\nUser ")
-        out.append(user.email, style="bold")
-        out.append(f"  ({user.name or 'no name'}, {user.role}, user #{user.id})")
+        out.append(detail.user_email, style="bold")
+        out.append(f"  ({detail.user_name or 'no name'}, {detail.user_role}, user #{detail.user_id})")
         out.append("\nInstalled ")
         out.append_text(cells.timestamp(detail.installed_at))
         out.append("   updated ")
         out.append_text(cells.timestamp(detail.updated_at))
-        if not isinstance(detail.config, dict) and detail.config is not None:
+        if detail.config_problem:
             out.append("\n")
-            out.append(describe_non_object(detail.config), style="bold red")
+            out.append(f"{detail.config_problem}: the app cannot read it (audit code config.not-object)",
+                       style="bold red")
         for finding in self.app.findings_for(detail.id):
             out.append("\n")
             out.append(f"{cells.SEVERITY_MARKS.get(finding.severity, '')} {finding.code}",
@@ -159,32 +157,33 @@ class InstallationScreen(DataScreen):
         row = self.current_row()
         if row is None or self.detail is None:
             return
-        if not row.is_secret:
+        if not row.masked:
             self.notify(f"{row.label} is not a secret: its value is shown as stored.", markup=False)
             return
         if not row.revealable:
-            self.notify(f"{row.label} has nothing to reveal ({row.state}).", markup=False)
+            self._explain_not_revealable(row)
             return
         prompt = Text(f"Reveal {row.label} ({row.key}) of installation {self.detail.id}? This is logged.")
         self.app.push_screen(ConfirmScreen(prompt, "Reveal"), lambda yes: yes and self._reveal(row))
 
-    def _reveal(self, row) -> None:
-        source = self.app.source
+    def _explain_not_revealable(self, row) -> None:
+        # inspection.reveal owns the reasons (no key configured, malformed, …); it logs nothing here.
         try:
-            if row.state.startswith("stored as PLAINTEXT"):
-                from ...crypto import Secret
-
-                secret, fingerprint = Secret(row.stored), None
-            else:
-                decrypted = source.keyring.decrypt(row.stored)
-                secret, fingerprint = decrypted.secret, decrypted.key.fingerprint
-            # The trail first: if it cannot be written, nothing is shown.
-            record_reveal(source.settings, installation_id=self.detail.id, field=row.key,
-                          key_fingerprint=fingerprint, via="dashboard")
+            inspection.reveal(self.detail, row.key, self.app.source.settings, via="dashboard")
         except ToolkitError as exc:
             self.notify(exc.one_line(), title="Not revealed", severity="error", markup=False)
             return
-        self.query_one(RevealedValues).reveal(row.key, row.label, secret)
+        self.notify(f"{row.label} has nothing to reveal ({state_words(row)}).", markup=False)
+
+    def _reveal(self, row) -> None:
+        try:
+            # The access log is written first: if it cannot be, nothing is shown.
+            inspection.reveal(self.detail, row.key, self.app.source.settings, via="dashboard")
+        except ToolkitError as exc:
+            self.notify(exc.one_line(), title="Not revealed", severity="error", markup=False)
+            return
+        # The panel keeps the Secret (masked in any rendering but its own), not a bare str.
+        self.query_one(RevealedValues).reveal(row.key, row.label, row.value)
         self.notify(f"{row.label} revealed (logged). It is hidden again when you leave this screen.", markup=False)
 
     def action_copy(self) -> None:
@@ -210,7 +209,8 @@ class InstallationScreen(DataScreen):
                 prompt = Text(f"Set the status of installation {detail.id} to {status}?")
                 self.app.push_screen(ConfirmScreen(prompt, "Change status"),
                                      lambda yes: yes and self._write(
-                                         lambda service: service.set_status(detail.id, status, expected=detail),
+                                         lambda service: service.set_status(detail.id, status,
+                                                                            expected=detail.as_read),
                                          f"Installation {detail.id} is now {status}."))
 
         self.app.push_screen(ChoiceScreen(Text(f"Status of installation {detail.id}"), list(APP_STATUSES),
@@ -220,11 +220,11 @@ class InstallationScreen(DataScreen):
         row = self.current_row()
         if row is None or self.detail is None:
             return
-        if row.is_secret:
+        if row.masked:
             self.notify("A secret field: use k to set it (typed masked, encrypted).", markup=False)
             return
         detail = self.detail
-        current = row.stored if isinstance(row.stored, str) else ""
+        current = row.value if isinstance(row.value, str) else ""
 
         def typed(value):
             if value is None or value == current:
@@ -234,7 +234,8 @@ class InstallationScreen(DataScreen):
             prompt.append("?")
             self.app.push_screen(ConfirmScreen(prompt, "Save"),
                                  lambda yes: yes and self._write(
-                                     lambda service: service.update_config(detail.id, {row.key: value}, expected=detail),
+                                     lambda service: service.update_config(detail.id, {row.key: value},
+                                                                           expected=detail.as_read),
                                      f"{row.label} saved."))
 
         self.app.push_screen(InputScreen(Text(f"{row.label} ({row.key}, {row.type})"), current), typed)
@@ -243,9 +244,7 @@ class InstallationScreen(DataScreen):
         row = self.current_row()
         if row is None or self.detail is None:
             return
-        app = self.app.source.app(self.detail.app_id)
-        field = app.field(row.key) if app is not None else None
-        if field is None or not field.is_secret:
+        if not row.is_secret:  # the registry's password fields only
             self.notify("Not a password field of this app: use e to edit it.", markup=False)
             return
         detail = self.detail
@@ -262,7 +261,8 @@ class InstallationScreen(DataScreen):
                           f"It is encrypted with the current key ({fingerprint}).")
             self.app.push_screen(ConfirmScreen(prompt, "Set secret"),
                                  lambda yes: yes and self._write(
-                                     lambda service: service.update_config(detail.id, {row.key: value}, expected=detail),
+                                     lambda service: service.update_config(detail.id, {row.key: value},
+                                                                           expected=detail.as_read),
                                      f"{row.label} set (encrypted)."))
 
         self.app.push_screen(InputScreen(Text(f"New value for {row.label} ({row.key}) — input is masked"),
@@ -272,11 +272,11 @@ class InstallationScreen(DataScreen):
         if self.detail is None:
             return
         detail = self.detail
-        prompt = Text(f"Uninstall {self.app.source.app_name(detail.app_id)} for {detail.user.email}? "
+        prompt = Text(f"Uninstall {detail.app_name} for {detail.user_email}? "
                       f"This deletes installation {detail.id} and its config.")
         self.app.push_screen(ConfirmScreen(prompt, "Uninstall", danger=True),
                              lambda yes: yes and self._write(
-                                 lambda service: service.uninstall(detail.id, expected=detail),
+                                 lambda service: service.uninstall(detail.id, expected=detail.as_read),
                                  f"Installation {detail.id} uninstalled.", removed=True))
 
     def _write(self, call, done: str, *, removed: bool = False) -> None:
