@@ -201,3 +201,30 @@ def test_unreachable_database_is_a_database_error():
     database = db.open_postgres("postgresql://postgres@127.0.0.1:1/nothing")
     with pytest.raises(DatabaseError):
         browse.list_installations(database)
+
+
+def test_the_installation_view_reads_what_sqlite_happily_stores(tmp_path):
+    """inspection.load_installation (show, dashboard, notebooks): bytes that are not UTF-8,
+    config text that is not JSON, a timestamp that does not parse — one readable view, no crash."""
+    from test_browse_seed import REGISTRY, keyring
+
+    from toolkit import inspection
+    from toolkit.errors import ConfigError
+    from toolkit.registry import parse_registry
+
+    database = sqlite_database(tmp_path / "odd.sqlite3")
+    seed(database, generated=1)
+    registry = parse_registry(REGISTRY)
+    database.execute_sql("UPDATE users SET email = CAST(X'61ff40782e6f7267' AS TEXT) WHERE id = 1")
+    database.execute_sql("UPDATE app_installations SET installed_at = 'yesterday' WHERE id = 1")
+    view = inspection.load_installation(database, registry, keyring(), 1)
+    assert view.user_email == "a\ufffd@x.org" and view.installed_at is None and view.user_role == "admin"
+    assert view.field("webhookUrl").state == inspection.PLAIN
+    database.execute_sql("UPDATE app_installations SET config = CAST(X'7b22a0ff' AS TEXT) WHERE id = 1")
+    broken = inspection.load_installation(database, registry, keyring(), 1)
+    assert broken.fields == () and broken.config_problem == "config is not a JSON object but not valid JSON"
+    # No keyring: the secret stays masked and reveal says why instead of failing the load.
+    no_key = inspection.load_installation(database, registry, None, 2)
+    assert no_key.field("botToken").state == inspection.NO_KEY
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEY"):
+        inspection.reveal(no_key, "botToken", None, via="test")

@@ -6,7 +6,7 @@
     messages.py      the messages workers post
     filters.py       the `/` filter language (pure)
     cells.py         values -> rich Text (never markup), timestamps, masks
-    config_view.py   one installation's config as display rows, secrets masked (pure)
+    config_view.py   inspection.FieldView -> config table cells, secrets masked (pure)
     screens/         one module per screen, plus the modal dialogs
     widgets/         top bar, database banner, overview strip, paged table, revealed values
     dashboard.tcss   the stylesheet
