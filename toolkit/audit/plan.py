@@ -191,13 +191,18 @@ class Auditor:
         # The registry's fields, secrets first. A value is absent (None), not a string
         # (reported), "" (not set) or checked.
         blank = None  # password fields whose value decrypts to "" (set, but empty)
+        empty = False  # a field of the registry holds "" or a non-string (field.missing looks)
         for key, slot, patterned in plan.secrets:
             value = config.get(key, _ABSENT)
             if value.__class__ is not str:
                 if value is not _ABSENT:  # JSON null included
                     bad = self._non_string(plan, installation_id, user_id, key, value, bad)
+                    empty = True
                 continue
-            if not value or inspect is None:
+            if not value:
+                empty = True
+                continue
+            if inspect is None:
                 continue
             found = None
             # keyring.inspect's common case inline (its comments say why this is exactly as
@@ -246,8 +251,10 @@ class Auditor:
             if value.__class__ is not str:
                 if value is not _ABSENT:  # JSON null included
                     bad = self._non_string(plan, installation_id, user_id, key, value, bad)
+                    empty = True
                 continue
             if not value:
+                empty = True
                 continue
             # Was it encrypted by mistake? (a ciphertext has two ':' — the cheap filter first)
             if self.scans_plain and value.count(":") >= 2 and looks_encrypted(value):
@@ -272,9 +279,9 @@ class Auditor:
                     self.findings.append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
                     bad = _add(bad, key)
         if status == "configured":
-            # Two C-level scans; the loop runs only when something is amiss.
-            values = config.values()
-            if blank or not plan.required_set <= config.keys() or "" in values or None in values:
+            # A required key is absent, None, "" or decrypts to "" only if one of these says
+            # so (the loops above saw every registry field): the loop runs when something is amiss.
+            if blank or empty or not plan.required_set <= config.keys():
                 for key in plan.required_keys:
                     value = config.get(key)
                     if value is None or value == "" or (blank and key in blank):
