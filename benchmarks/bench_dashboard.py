@@ -36,6 +36,7 @@ import _datagen  # noqa: E402
 
 from toolkit import browse, db  # noqa: E402
 from toolkit.browse import Cursor, InstallationFilter, Sort, UserFilter  # noqa: E402
+from toolkit.inspection import load_installation  # noqa: E402
 
 CURRENT_KEY = "5f" * 32
 
@@ -109,7 +110,7 @@ def browse_cases(database, rows: int, finding_ids: frozenset[int]):
     yield "users: first page", "first", in_worker(database, lambda d: browse.list_users(d))
     yield "users: filter email contains 'user12345'", "filter", in_worker(database, lambda d: browse.list_users(d, UserFilter(email="user12345")))
     yield "users: sort email, first page", "sort", in_worker(database, lambda d: browse.list_users(d, sort=Sort("email")))
-    yield "one installation", "page", in_worker(database, lambda d: browse.get_installation(d, rows // 3))
+    yield "one installation", "page", in_worker(database, lambda d: load_installation(d, None, None, rows // 3))
 
 
 GOALS = {"first": 1000, "page": 100, "filter": 100, "sort": 100}

@@ -8,6 +8,7 @@ import pytest
 from test_browse_seed import EPOCH, GENERATED, MARKUP_VALUE, seed, sqlite_database
 
 from toolkit import browse, db
+from toolkit.inspection import load_installation
 from toolkit.browse import Cursor, InstallationFilter, Sort, UserFilter
 from toolkit.errors import DatabaseError, NotFound, UsageError
 
@@ -164,20 +165,20 @@ def test_users_sorts_page_every_user_once(database, column):
 
 
 def test_one_installation_with_its_user(database):
-    detail = browse.get_installation(database, 2)
-    assert detail.user.email == "alice@example.com" and detail.user.role == "admin"
-    assert detail.config["channel"] == MARKUP_VALUE
-    assert "xoxb" not in repr(detail) and "config" not in repr(detail)
-    assert browse.get_installation(database, 3).config == ["not", "an", "object"]
+    detail = load_installation(database, None, None, 2)
+    assert detail.user_email == "alice@example.com" and detail.user_role == "admin"
+    assert detail.field("channel").value == MARKUP_VALUE
+    assert "xoxb" not in repr(detail)
+    assert "not a JSON object but an array" in load_installation(database, None, None, 3).config_problem
     with pytest.raises(NotFound):
-        browse.get_installation(database, 999_999)
+        load_installation(database, None, None, 999_999)
 
 
 def test_undecodable_config_text_is_kept_as_text(tmp_path):
     database = sqlite_database(tmp_path / "bad.sqlite3")
     seed(database, generated=1)
     database.execute_sql("UPDATE app_installations SET config = 'not json {' WHERE id = 1")
-    assert browse.get_installation(database, 1).config == "not json {"
+    assert "not valid JSON" in load_installation(database, None, None, 1).config_problem
     assert browse.list_installations(database).rows[0].fields_set is None
 
 

@@ -394,7 +394,7 @@ def test_status_change_by_someone_else_is_a_conflict(backend, service):
 
 
 def test_any_object_with_id_config_status_is_a_snapshot(backend, service):
-    """The dashboard passes its own InstallationDetail; only .id, .config, .status matter."""
+    """The dashboard passes InstallationView.as_read; only .id, .config, .status matter."""
     from types import SimpleNamespace
 
     installation = service.install(add_user(backend), "stripe", GOOD)

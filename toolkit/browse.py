@@ -24,9 +24,9 @@ from .db import APP_STATUSES, ROLES, USER_DISPLAY_FIELDS, AppInstallation, User,
 from .errors import NotFound, UsageError
 
 __all__ = [
-    "DEFAULT_PAGE_SIZE", "INSTALLATION_SORTS", "USER_SORTS", "Cursor", "InstallationDetail",
+    "DEFAULT_PAGE_SIZE", "INSTALLATION_SORTS", "USER_SORTS", "Cursor",
     "InstallationFilter", "InstallationRow", "Overview", "Page", "Sort", "UserFilter", "UserRow",
-    "count_fields_set", "get_installation", "list_installations", "list_users", "overview",
+    "count_fields_set", "list_installations", "list_users", "overview",
 ]
 
 DEFAULT_PAGE_SIZE = 100
@@ -132,21 +132,6 @@ class Overview:
     by_status: dict[str, int]
     by_app: dict[str, int]
     users: int
-
-
-@dataclasses.dataclass(frozen=True)
-class InstallationDetail:
-    id: int
-    user: UserRow
-    app_id: str
-    status: str
-    # As stored: normally a dict of strings, but anything JSON can hold (or undecodable text).
-    config: Any = dataclasses.field(repr=False)
-    installed_at: dt.datetime | None
-    updated_at: dt.datetime | None
-
-    def __repr__(self):  # never the config: it holds secrets
-        return f"<InstallationDetail id={self.id} app_id={self.app_id!r} status={self.status}>"
 
 
 # --- sort columns ---------------------------------------------------------------------------
@@ -285,30 +270,6 @@ def overview(database, filters: InstallationFilter | None = None) -> Overview:
         by_app[app_id] = by_app.get(app_id, 0) + count
     by_app = dict(sorted(by_app.items(), key=lambda item: (-item[1], item[0])))
     return Overview(sum(by_status.values()), by_status, by_app, users or 0)
-
-
-def get_installation(database, installation_id: int) -> InstallationDetail:
-    """One installation with its user (display fields only); NotFound if it does not exist."""
-    query = (
-        AppInstallation.select(
-            AppInstallation.id, AppInstallation.app_id, AppInstallation.status,
-            NodeList([AppInstallation.config]).alias("config"),
-            AppInstallation.installed_at, AppInstallation.updated_at, *USER_DISPLAY_FIELDS,
-        )
-        .join(User, on=(AppInstallation.user == User.id))
-        .where(AppInstallation.id == installation_id)
-    )
-    with translate_errors(database), read_only(database):
-        records = list(query.bind(database).tuples())
-    if not records:
-        raise NotFound(f"installation {installation_id} does not exist")
-    (id_, app_id, status, config, installed_at, updated_at,
-     user_id, name, email, role, created_at) = records[0]
-    user = UserRow(user_id, name, email, role, _as_datetime(created_at))
-    return InstallationDetail(
-        id_, user, app_id, status, _config_decoder(database)(config),
-        _as_datetime(installed_at), _as_datetime(updated_at),
-    )
 
 
 def count_fields_set(config) -> int | None:

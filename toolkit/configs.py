@@ -13,7 +13,7 @@ Every write (scripts, the dashboard, notebooks) goes through `ConfigService`:
 What "what the caller read" means: a UI shows a row, the operator edits for a minute, then
 saves. Pass that row (`expected=installation`) and a change someone else made meanwhile is
 refused instead of overwritten. `expected` is any object with `.id`, `.config` and `.status`
-as read: an `AppInstallation`, the dashboard's `browse.InstallationDetail`, or what a write
+as read: an `AppInstallation`, an `inspection.InstallationView.as_read` (what the dashboard passes), or what a write
 returned (each write returns the new row: the next `expected`). Without `expected`, the
 service reads the row inside the write and the CAS protects only that short window.
 
