@@ -24,7 +24,9 @@ def show(installation_id, reveal, fields, as_json):
     from .. import inspection
 
     context = get_context()
-    view = inspection.load_installation(context.database, context.registry, context.keyring, installation_id)
+    # Without ENCRYPTION_KEY the installation still shows, its secrets as <no-key>.
+    keyring = context.keyring if (context.is_demo or context.settings.encryption_key) else None
+    view = inspection.load_installation(context.database, context.registry, keyring, installation_id)
     revealed = {}
     if reveal:
         # Without --field: every secret that can be shown (a malformed one is named, not fatal).
