@@ -15,7 +15,9 @@ from toolkit import db, migrate
 from toolkit.errors import ConfigError, UsageError
 from toolkit.settings import Settings
 
-REFERENCE = Path("/work/shared/reference/drizzle-app/drizzle")
+from _paths import REFERENCE_APP
+
+REFERENCE = REFERENCE_APP / "drizzle"
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from toolkit import db, schema_check
 
-REFERENCE_APP = Path("/work/shared/reference/drizzle-app")
+from _paths import REFERENCE_APP  # noqa: E402
 NEXT_WHEN = 1795635558146 + 60_000
 NEXT_SQL = 'ALTER TABLE "app_installations" ADD COLUMN "notes" text;--> statement-breakpoint\nCREATE INDEX "app_installations_app_idx" ON "app_installations" USING btree ("app_id");'
 
