@@ -13,7 +13,8 @@ import pytest
 
 from toolkit import db, schema_check
 
-from _paths import REFERENCE_APP  # noqa: E402
+from _paths import REFERENCE_APP
+
 NEXT_WHEN = 1795635558146 + 60_000
 NEXT_SQL = 'ALTER TABLE "app_installations" ADD COLUMN "notes" text;--> statement-breakpoint\nCREATE INDEX "app_installations_app_idx" ON "app_installations" USING btree ("app_id");'
 
