@@ -89,3 +89,14 @@ def test_a_config_nested_deeper_than_python_can_parse_is_one_line(pg_url, run_cl
     assert result.returncode == 0, result.stderr
     assert "not a JSON object but JSON nested too deeply" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_rotation_and_repair_skip_a_config_that_is_not_json(demo_settings):
+    connection = sqlite3.connect(demo_settings.data_dir / "demo.sqlite3")
+    connection.execute("UPDATE app_installations SET config = 'not json {' WHERE id = 5")
+    connection.commit()
+    connection.close()
+    for args in (["keys", "rotate", "--dry-run"], ["repair", "--fix", "field.unknown", "--dry-run"], ["keys", "status"]):
+        result = run_toolkit(args, demo_settings)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr

@@ -41,6 +41,8 @@ from typing import Callable, NamedTuple, Protocol
 
 import orjson
 
+from .db.json_values import tolerant_loads
+
 from .errors import DatabaseError
 
 DEFAULT_BATCH_SIZE = 2000
@@ -295,12 +297,13 @@ def open_store(database, *, read_only: bool = False):
 
 
 def parse_config(text):
+    """The config's JSON text; what cannot be parsed is Unreadable (a row never written)."""
     if text is None:
         return None
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:  # integers beyond 64 bits: orjson refuses, json does not
-        return json.loads(text)
+    except orjson.JSONDecodeError:  # big integers or deep nesting: orjson refuses, json may not
+        return tolerant_loads(text)
 
 
 _COLUMNS = "id, app_id, status::text, config::text, xmin::text"

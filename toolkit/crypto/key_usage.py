@@ -113,6 +113,6 @@ def _decode_text(value):
     if isinstance(value, (str, bytes)):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
             return None
     return value
