@@ -143,166 +143,191 @@ class Auditor:
                        tuple(app.required_keys), frozenset(app.required_keys))
 
     # ---- the hot path ------------------------------------------------------------------
-    def write(self, line: bytes, fields=None) -> None:
-        """One row of `COPY (SELECT id, user_id, app_id, status, timestamps, config) TO STDOUT`,
-        or (`fields`) one row already split: see `audit`.
+    def write(self, line: bytes) -> None:
+        """One row of `COPY (SELECT id, user_id, app_id, status, timestamps, config) TO STDOUT`.
 
-        The auditor is the file psycopg2's copy_expert writes to: libpq hands out COPY data
+        The auditor can be the file psycopg2's copy_expert writes to: libpq hands out COPY data
         one whole row per call (PQgetCopyData), so each write() is one line. Anything else
-        (several rows, an escaped field) takes the careful path. One function for both, so
-        the hot path costs one Python call per row."""
-        if fields is None:
-            fields = line[:-1].split(b"\t")
-            if len(fields) != 6 or line[-1] != 10 or b"\\" in line:  # 10: a whole row ends with \n
-                self._write_careful(line)
-                return
-        installation_id, user_id, app_id, status, timestamps, raw_config = fields
-        self.rows += 1
-        if not self.rows & TICK_MASK and self.on_tick is not None:
-            self.on_tick(self.rows)
-        if timestamps:
-            self.findings.append(("installation.timestamps", installation_id, user_id, _str(app_id), None,
-                                  checks.timestamps_problem(_str(timestamps))))
-        plan = self.plans.get(app_id)
-        if plan is None:
-            app_id = checks.safe_name(_str(app_id))
-            self.findings.append(("app.unknown", installation_id, user_id, app_id, None,
-                                  f"app '{app_id}' is not in the registry"))
-            return
-        if not self.reads_config:
-            return
-        try:
-            config = _loads(raw_config)  # bytes or str; NULL (None) and the rest fall through
-        except (JSONDecodeError, TypeError):
-            config = checks.load_config(raw_config)
-        if config.__class__ is not dict:
-            config = checks.load_config(raw_config)  # NULL / JSON null -> {}; else what it is
-            if config.__class__ is not dict:
-                self.findings.append(("config.not-object", installation_id, user_id, plan.app_id, None,
-                                      checks.config_not_object(config)))
-                return
-        status = _STATUS.get(status, status)
-        bad = None  # fields with a finding (status.not-configured needs them)
-        if not config.keys() <= plan.known:  # one C-level test; unknown keys are rare
-            bad = self._unknown_keys(plan, installation_id, user_id, config)
-        row = None  # installation_id << 32 | user_id, once a value is traced
-        inspect = self.inspect if self.decrypts else None
-        decrypt = self._decrypt_current
-        # The registry's fields, secrets first. A value is absent (None), not a string
-        # (reported), "" (not set) or checked.
-        blank = None  # password fields whose value decrypts to "" (set, but empty)
-        empty = False  # a field of the registry holds "" or a non-string (field.missing looks)
-        for key, slot, patterned in plan.secrets:
-            value = config.get(key, _ABSENT)
-            if value.__class__ is not str:
-                if value is not _ABSENT:  # JSON null included
-                    bad = self._non_string(plan, installation_id, user_id, key, value, bad)
-                    empty = True
-                continue
-            if not value:
-                empty = True
-                continue
-            if inspect is None:
-                continue
-            found = None
-            # keyring.inspect's common case inline (its comments say why this is exactly as
-            # strict as the format): a 16-byte IV, hex only, the current key.
-            size = len(value)
-            if size >= 66 and value[32] == ":" and value[65] == ":" and decrypt is not None:
-                try:
-                    raw = _fromhex(value.replace(":", ""))
-                except ValueError:
-                    raw = b""
-                if len(raw) * 2 + 2 == size:
-                    iv = raw[:16]
-                    try:
-                        found = _new_status(ValueStatus, (CURRENT, 0, decrypt(iv, raw[32:] + raw[16:32], None),
-                                                          iv, None))
-                    except InvalidTag:
-                        pass  # another key, or tampered: inspect says which
-            if found is None:
-                found = inspect(value)
-            key_index = found.key_index
-            if key_index is not None:
-                if row is None:
-                    row = int(installation_id) << 32 | int(user_id)
-                iv = found.iv
-                if len(iv) == 16:  # IVLog's common case inline (see IVLog.adder)
-                    self._iv_extend(iv)
-                    self._meta_append(key_index << 24 | slot)
-                    self._row_append(row)
-                else:
-                    self._trace(iv, key_index, slot, row)
-                plaintext = found.plaintext
-                if key_index == 0 and patterned is None and plaintext and plaintext.isascii():
-                    continue  # the clean path: current key, a non-empty ASCII value, no pattern
-                if not plaintext:
-                    blank = _add(blank, key)  # encrypt(""): counts as not set
-            for code, message in checks.secret_problems(found, self.key_count):
-                self.findings.append((code, installation_id, user_id, plan.app_id, key, message))
-                bad = _add(bad, key)
-            if patterned is not None and key_index is not None:
-                message = checks.decrypted_value_problem(self.check_value, patterned, found.plaintext)
-                if message is not None:
-                    self.findings.append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
-                    bad = _add(bad, key)
-        for key, kind, slot, definition, cache in plan.plain:
-            value = config.get(key, _ABSENT)
-            if value.__class__ is not str:
-                if value is not _ABSENT:  # JSON null included
-                    bad = self._non_string(plan, installation_id, user_id, key, value, bad)
-                    empty = True
-                continue
-            if not value:
-                empty = True
-                continue
-            # Was it encrypted by mistake? (a ciphertext has two ':' — the cheap filter first)
-            if self.scans_plain and value.count(":") >= 2 and looks_encrypted(value):
-                found = self.inspect(value)
-                message = checks.unexpected_ciphertext(found)
-                if message is not None:
-                    if row is None:
-                        row = int(installation_id) << 32 | int(user_id)
-                    self._trace(found.iv, found.key_index, slot, row)
-                    self.findings.append(("field.unexpected-ciphertext", installation_id, user_id,
-                                          plan.app_id, key, message))
-                    bad = _add(bad, key)
-                    continue
-            if kind == CHECKED:
-                message = cache.get(value, _MISS)
-                if message is _MISS:
-                    message = self.check_value(definition, value)
-                    if len(cache) >= CACHE_LIMIT:
-                        cache.clear()
-                    cache[value] = message
-                if message is not None:
-                    self.findings.append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
-                    bad = _add(bad, key)
-        if status == "configured":
-            # A required key is absent, None, "" or decrypts to "" only if one of these says
-            # so (the loops above saw every registry field): the loop runs when something is amiss.
-            if blank or empty or not plan.required_set <= config.keys():
-                for key in plan.required_keys:
-                    value = config.get(key)
-                    if value is None or value == "" or (blank and key in blank):
-                        self.findings.append(("field.missing", installation_id, user_id, plan.app_id, key,
-                                              checks.missing_message(value)))
-        elif self.checks_status and status == "installed":
-            message = checks.not_configured(status, plan.required_keys, config, (bad or set()) | (blank or set()))
-            if message is not None:
-                self.findings.append(("status.not-configured", installation_id, user_id, plan.app_id, None, message))
+        (several rows, an escaped field) takes the careful path. A worker rather collects the
+        lines and hands them over in batches (`write_many`): one Python call per batch."""
+        self._run((line,), False)
+
+    def write_many(self, lines) -> None:
+        """COPY rows as `write` takes them, many at once."""
+        self._run(lines, False)
 
     def audit(self, installation_id, user_id, app_id, status, timestamps, raw_config) -> None:
         """One installation. Ids and app_id may be bytes (COPY) or str/int (SQLite)."""
-        self.write(None, (installation_id, user_id, app_id, status, timestamps, raw_config))
+        self._run(((installation_id, user_id, app_id, status, timestamps, raw_config),), True)
 
     audit_copy_line = write
+
+    def _run(self, items, split: bool) -> None:
+        """Audit `items`: COPY lines, or (`split`) rows already split into their six fields.
+        One loop for every entry point, its attributes bound to locals once per call."""
+        findings_append = self.findings.append
+        plans_get = self.plans.get
+        reads_config = self.reads_config
+        inspect = self.inspect if self.decrypts else None
+        decrypt = self._decrypt_current
+        scans_plain = self.scans_plain
+        checks_status = self.checks_status
+        iv_extend, meta_append, row_append = self._iv_extend, self._meta_append, self._row_append
+        key_count = self.key_count
+        check_value = self.check_value
+        rows = self.rows
+        for fields in items:
+            if not split:
+                line = fields
+                fields = line[:-1].split(b"\t")
+                if len(fields) != 6 or line[-1] != 10 or b"\\" in line:  # 10: a whole row ends with \n
+                    self.rows = rows
+                    self._write_careful(line)  # audits through _run: rows counted there
+                    rows = self.rows
+                    continue
+            installation_id, user_id, app_id, status, timestamps, raw_config = fields
+            rows += 1
+            if not rows & TICK_MASK and self.on_tick is not None:
+                self.rows = rows
+                self.on_tick(rows)
+            if timestamps:
+                findings_append(("installation.timestamps", installation_id, user_id, _str(app_id), None,
+                                 checks.timestamps_problem(_str(timestamps))))
+            plan = plans_get(app_id)
+            if plan is None:
+                app_id = checks.safe_name(_str(app_id))
+                findings_append(("app.unknown", installation_id, user_id, app_id, None,
+                                 f"app '{app_id}' is not in the registry"))
+                continue
+            if not reads_config:
+                continue
+            try:
+                config = _loads(raw_config)  # bytes or str; NULL (None) and the rest fall through
+            except (JSONDecodeError, TypeError):
+                config = checks.load_config(raw_config)
+            if config.__class__ is not dict:
+                config = checks.load_config(raw_config)  # NULL / JSON null -> {}; else what it is
+                if config.__class__ is not dict:
+                    findings_append(("config.not-object", installation_id, user_id, plan.app_id, None,
+                                     checks.config_not_object(config)))
+                    continue
+            status = _STATUS.get(status, status)
+            bad = None  # fields with a finding (status.not-configured needs them)
+            if not config.keys() <= plan.known:  # one C-level test; unknown keys are rare
+                bad = self._unknown_keys(plan, installation_id, user_id, config)
+            row = None  # installation_id << 32 | user_id, once a value is traced
+            get = config.get
+            # The registry's fields, secrets first. A value is absent (None), not a string
+            # (reported), "" (not set) or checked.
+            blank = None  # password fields whose value decrypts to "" (set, but empty)
+            empty = False  # a field of the registry holds "" or a non-string (field.missing looks)
+            for key, slot, patterned in plan.secrets:
+                value = get(key, _ABSENT)
+                if value.__class__ is not str:
+                    if value is not _ABSENT:  # JSON null included
+                        bad = self._non_string(plan, installation_id, user_id, key, value, bad)
+                        empty = True
+                    continue
+                if not value:
+                    empty = True
+                    continue
+                if inspect is None:
+                    continue
+                found = None
+                # keyring.inspect's common case inline (its comments say why this is exactly as
+                # strict as the format): a 16-byte IV, hex only, the current key.
+                size = len(value)
+                if size >= 66 and value[32] == ":" and value[65] == ":" and decrypt is not None:
+                    try:
+                        raw = _fromhex(value.replace(":", ""))
+                    except ValueError:
+                        raw = b""
+                    if len(raw) * 2 + 2 == size:
+                        iv = raw[:16]
+                        try:
+                            found = _new_status(ValueStatus, (CURRENT, 0, decrypt(iv, raw[32:] + raw[16:32], None),
+                                                              iv, None))
+                        except InvalidTag:
+                            pass  # another key, or tampered: inspect says which
+                if found is None:
+                    found = inspect(value)
+                key_index = found.key_index
+                if key_index is not None:
+                    if row is None:
+                        row = int(installation_id) << 32 | int(user_id)
+                    iv = found.iv
+                    if len(iv) == 16:  # IVLog's common case inline (see IVLog.adder)
+                        iv_extend(iv)
+                        meta_append(key_index << 24 | slot)
+                        row_append(row)
+                    else:
+                        self._trace(iv, key_index, slot, row)
+                    plaintext = found.plaintext
+                    if key_index == 0 and patterned is None and plaintext and plaintext.isascii():
+                        continue  # the clean path: current key, a non-empty ASCII value, no pattern
+                    if not plaintext:
+                        blank = _add(blank, key)  # encrypt(""): counts as not set
+                for code, message in checks.secret_problems(found, key_count):
+                    findings_append((code, installation_id, user_id, plan.app_id, key, message))
+                    bad = _add(bad, key)
+                if patterned is not None and key_index is not None:
+                    message = checks.decrypted_value_problem(check_value, patterned, found.plaintext)
+                    if message is not None:
+                        findings_append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
+                        bad = _add(bad, key)
+            for key, kind, slot, definition, cache in plan.plain:
+                value = get(key, _ABSENT)
+                if value.__class__ is not str:
+                    if value is not _ABSENT:  # JSON null included
+                        bad = self._non_string(plan, installation_id, user_id, key, value, bad)
+                        empty = True
+                    continue
+                if not value:
+                    empty = True
+                    continue
+                # Was it encrypted by mistake? (a ciphertext has two ':' — the cheap filter first)
+                if scans_plain and value.count(":") >= 2 and looks_encrypted(value):
+                    found = self.inspect(value)
+                    message = checks.unexpected_ciphertext(found)
+                    if message is not None:
+                        if row is None:
+                            row = int(installation_id) << 32 | int(user_id)
+                        self._trace(found.iv, found.key_index, slot, row)
+                        findings_append(("field.unexpected-ciphertext", installation_id, user_id,
+                                         plan.app_id, key, message))
+                        bad = _add(bad, key)
+                        continue
+                if kind == CHECKED:
+                    message = cache.get(value, _MISS)
+                    if message is _MISS:
+                        message = check_value(definition, value)
+                        if len(cache) >= CACHE_LIMIT:
+                            cache.clear()
+                        cache[value] = message
+                    if message is not None:
+                        findings_append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
+                        bad = _add(bad, key)
+            if status == "configured":
+                # A required key is absent, None, "" or decrypts to "" only if one of these says
+                # so (the loops above saw every registry field): the loop runs when something is amiss.
+                if blank or empty or not plan.required_set <= config.keys():
+                    for key in plan.required_keys:
+                        value = get(key)
+                        if value is None or value == "" or (blank and key in blank):
+                            findings_append(("field.missing", installation_id, user_id, plan.app_id, key,
+                                             checks.missing_message(value)))
+            elif checks_status and status == "installed":
+                message = checks.not_configured(status, plan.required_keys, config,
+                                                (bad or set()) | (blank or set()))
+                if message is not None:
+                    findings_append(("status.not-configured", installation_id, user_id, plan.app_id, None,
+                                     message))
+        self.rows = rows
 
     def _write_careful(self, data: bytes) -> None:
         data = self._pending + bytes(data)
         *lines, self._pending = data.split(b"\n")
-        for line in lines:
-            self.write(None, [_unescape_copy(field) for field in line.split(b"\t")])
+        self._run([[_unescape_copy(field) for field in line.split(b"\t")] for line in lines], True)
 
     def _unknown_keys(self, plan, installation_id, user_id, config):
         """field.unknown (and config.non-string) for keys the registry does not define."""
