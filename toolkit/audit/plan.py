@@ -180,7 +180,9 @@ class Auditor:
             if not split:
                 line = fields
                 fields = line[:-1].split(b"\t")
-                if len(fields) != 6 or line[-1] != 10 or b"\\" in line:  # 10: a whole row ends with \n
+                # find(), not `in`: bytes.__contains__ first tries the needle as an int and
+                # raises and clears a TypeError, every row.
+                if len(fields) != 6 or line[-1] != 10 or line.find(b"\\") >= 0:  # 10: a whole row ends with \n
                     self.rows = rows
                     self._write_careful(line)  # audits through _run: rows counted there
                     rows = self.rows
@@ -233,7 +235,8 @@ class Auditor:
                     continue
                 if inspect is None:
                     continue
-                found = None
+                found = None  # a ValueStatus, built only off the clean path
+                key_index = None
                 # keyring.inspect's common case inline (its comments say why this is exactly as
                 # strict as the format): a 16-byte IV, hex only, the current key.
                 size = len(value)
@@ -245,28 +248,29 @@ class Auditor:
                     if len(raw) * 2 + 2 == size:
                         iv = raw[:16]
                         try:
-                            found = _new_status(ValueStatus, (CURRENT, 0, decrypt(iv, raw[32:] + raw[16:32], None),
-                                                              iv, None))
+                            plaintext = decrypt(iv, raw[32:] + raw[16:32], None)
+                            key_index = 0
                         except InvalidTag:
                             pass  # another key, or tampered: inspect says which
-                if found is None:
+                if key_index is None:
                     found = inspect(value)
-                key_index = found.key_index
+                    key_index = found.key_index
+                    iv, plaintext = found.iv, found.plaintext
                 if key_index is not None:
                     if row is None:
                         row = int(installation_id) << 32 | int(user_id)
-                    iv = found.iv
                     if len(iv) == 16:  # IVLog's common case inline (see IVLog.adder)
                         iv_extend(iv)
                         meta_append(key_index << 24 | slot)
                         row_append(row)
                     else:
                         self._trace(iv, key_index, slot, row)
-                    plaintext = found.plaintext
                     if key_index == 0 and patterned is None and plaintext and plaintext.isascii():
                         continue  # the clean path: current key, a non-empty ASCII value, no pattern
                     if not plaintext:
                         blank = _add(blank, key)  # encrypt(""): counts as not set
+                    if found is None:
+                        found = _new_status(ValueStatus, (CURRENT, 0, plaintext, iv, None))
                 for code, message in checks.secret_problems(found, key_count):
                     findings_append((code, installation_id, user_id, plan.app_id, key, message))
                     bad = _add(bad, key)
