@@ -289,21 +289,17 @@ class Auditor:
                 if not value:
                     empty = True
                     continue
-                # Was it encrypted by mistake? (a ciphertext has two ':' — the cheap filter first)
-                if scans_plain and value.count(":") >= 2 and looks_encrypted(value):
-                    found = self.inspect(value)
-                    message = checks.unexpected_ciphertext(found)
-                    if message is not None:
-                        if row is None:
-                            row = int(installation_id) << 32 | int(user_id)
-                        self._trace(found.iv, found.key_index, slot, row)
-                        findings_append(("field.unexpected-ciphertext", installation_id, user_id,
-                                         plan.app_id, key, message))
-                        bad = _add(bad, key)
-                        continue
                 if kind == CHECKED:
                     message = cache.get(value, _MISS)
                     if message is _MISS:
+                        # Was it encrypted by mistake? Asked only of values not in the cache: a
+                        # value is cached only once it has passed this (a pure test, like
+                        # check_value), so a cached value would pass again.
+                        if scans_plain and value.count(":") >= 2 and looks_encrypted(value):
+                            traced = self._ciphertext(plan, installation_id, user_id, key, slot, value, row)
+                            if traced is not None:
+                                row, bad = traced, _add(bad, key)
+                                continue
                         message = check_value(definition, value)
                         if len(cache) >= CACHE_LIMIT:
                             cache.clear()
@@ -311,6 +307,10 @@ class Auditor:
                     if message is not None:
                         findings_append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
                         bad = _add(bad, key)
+                elif scans_plain and value.count(":") >= 2 and looks_encrypted(value):  # a FREE field
+                    traced = self._ciphertext(plan, installation_id, user_id, key, slot, value, row)
+                    if traced is not None:
+                        row, bad = traced, _add(bad, key)
             if status == "configured":
                 # A required key is absent, None, "" or decrypts to "" only if one of these says
                 # so (the loops above saw every registry field): the loop runs when something is amiss.
@@ -332,6 +332,19 @@ class Auditor:
         data = self._pending + bytes(data)
         *lines, self._pending = data.split(b"\n")
         self._run([[_unescape_copy(field) for field in line.split(b"\t")] for line in lines], True)
+
+    def _ciphertext(self, plan, installation_id, user_id, key, slot, value, row):
+        """field.unexpected-ciphertext for a non-password value that decrypts under the keyring:
+        traces its IV and returns the row number (computed if `row` is None); None if clean."""
+        found = self.inspect(value)
+        message = checks.unexpected_ciphertext(found)
+        if message is None:
+            return None
+        if row is None:
+            row = int(installation_id) << 32 | int(user_id)
+        self._trace(found.iv, found.key_index, slot, row)
+        self.findings.append(("field.unexpected-ciphertext", installation_id, user_id, plan.app_id, key, message))
+        return row
 
     def _unknown_keys(self, plan, installation_id, user_id, config):
         """field.unknown (and config.non-string) for keys the registry does not define."""
