@@ -205,11 +205,15 @@ def run_parallel(store_factory: Callable[[], object], planner: Planner, *, worke
     ) as pool:
         futures = [pool.submit(_worker, store_factory, planner, id_range, options) for id_range in ranges]
         pending = set(futures)
+        delivered = 0
         while pending:
             done, pending = concurrent.futures.wait(pending, timeout=0.2)
-            _drain(queue, progress)
-        _drain(queue, progress)
+            delivered += _drain(queue, progress)
         outcomes = [future.result() for future in futures]
+        # A worker's last counts may still sit in its queue's feeder thread when its task
+        # returns: wait (bounded) until every row it read has been reported.
+        expected = sum(o.rows_scanned for o in outcomes if not isinstance(o, _WorkerError))
+        delivered += _drain(queue, progress, until=expected - delivered)
     for outcome in outcomes:
         if isinstance(outcome, _WorkerError):
             raise outcome.rebuild()
@@ -266,14 +270,17 @@ def _worker(store_factory, planner, id_range, options):
         return _WorkerError(type(exc), exc.message, exc.hint)
 
 
-def _drain(queue, progress) -> None:
+def _drain(queue, progress, *, until: int = 0) -> int:
+    """Report what the workers have queued; with `until`, wait up to 5 s for that many rows."""
     import queue as queue_module
 
+    total = 0
     while True:
         try:
-            count = queue.get_nowait()
+            count = queue.get(timeout=5) if total < until else queue.get_nowait()
         except queue_module.Empty:
-            return
+            return total
+        total += count
         if progress is not None:
             progress(count)
 
