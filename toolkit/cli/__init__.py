@@ -7,13 +7,13 @@ DESIGN.md §4.2; data goes to stdout, diagnostics to stderr.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 import click
 
 from ..errors import ExitCode, ToolkitError
+from ._lazy import LazyGroup
 
 # verb -> ("module:attribute" relative to this package, the one-line help `toolkit -h` shows).
 COMMANDS = {
@@ -31,29 +31,10 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(COMMANDS)
-
-    def format_commands(self, ctx, formatter):
-        # Listing the verbs must not import them all (Textual, pandas…).
-        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-    def get_command(self, ctx, name):
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module_name, attribute = target[0].split(":")
-        module = importlib.import_module(f".{module_name}", __name__)
-        return getattr(module, attribute)
-
-
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings=CONTEXT_SETTINGS)
 @click.option("--database-url", allow_from_autoenv=False, metavar="URL", help="Runtime database URL (env DATABASE_URL). Default: the embedded demo database.")
 @click.option("--registry", "registry_path", allow_from_autoenv=False, type=click.Path(dir_okay=False), help="Registry JSON file (env TOOLKIT_REGISTRY).")
 @click.version_option(package_name="installation-toolkit", prog_name="toolkit")

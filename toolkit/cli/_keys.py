@@ -1,17 +1,14 @@
-"""`toolkit keys`: generate a key, count stored secrets per key (status), and — from
-`_rotate.py`, when present — rotate. Subcommands are imported only when run.
-"""
+"""`toolkit keys`: generate a key, count stored secrets per key (status), rotate (in
+`_rotate.py`). Subcommands are imported only when run."""
 
 from __future__ import annotations
-
-import importlib
 
 import click
 
 from ._context import get_context
+from ._lazy import LazyGroup
 
-# name -> ("module:attribute" in this package, one-line help). Another module adds its
-# command here by existing: `rotate` lives in toolkit/cli/_rotate.py (rotation helper).
+# name -> ("module:attribute" in this package, one-line help).
 SUBCOMMANDS = {
     "generate": ("_keys:generate", "Print a new random key (64 hex characters)."),
     "status": ("_keys:status", "Count stored secrets per key; say which old keys can be retired."),
@@ -19,30 +16,7 @@ SUBCOMMANDS = {
 }
 
 
-class _KeysGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(name for name in SUBCOMMANDS if self._available(name))
-
-    def get_command(self, ctx, name):
-        if name in self.commands:
-            return self.commands[name]
-        if name not in SUBCOMMANDS or not self._available(name):
-            return None
-        module_name, attribute = SUBCOMMANDS[name][0].split(":")
-        return getattr(importlib.import_module(f".{module_name}", __package__), attribute)
-
-    def format_commands(self, ctx, formatter):
-        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-    @staticmethod
-    def _available(name) -> bool:
-        module_name = SUBCOMMANDS[name][0].split(":")[0]
-        return importlib.util.find_spec(f"{__package__}.{module_name}") is not None
-
-
-@click.group(cls=_KeysGroup)
+@click.group(cls=LazyGroup, lazy_commands=SUBCOMMANDS)
 def keys():
     """Encryption keys: generate, status (values per key), rotate.
 
