@@ -182,6 +182,14 @@ def test_undecodable_config_text_is_kept_as_text(tmp_path):
     assert browse.list_installations(database).rows[0].fields_set is None
 
 
+def test_a_config_nested_deeper_than_python_parses_does_not_break_the_page(tmp_path):
+    database = sqlite_database(tmp_path / "deep.sqlite3")
+    seed(database, generated=1)
+    deep = '{"a": ' + "[" * 5000 + "]" * 5000 + "}"
+    database.execute_sql("UPDATE app_installations SET config = ? WHERE id = 1", (deep,))
+    assert browse.list_installations(database).rows[0].fields_set is None
+
+
 def test_bad_requests_are_usage_errors(database):
     with pytest.raises(UsageError):
         browse.list_installations(database, sort=Sort("password"))

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from peewee import JOIN, SQL, NodeList, Tuple, Value, fn
 
 from .db import APP_STATUSES, ROLES, USER_DISPLAY_FIELDS, AppInstallation, User, is_postgres, read_only, translate_errors
+from .db.json_values import tolerant_loads
 from .errors import NotFound, UsageError
 
 __all__ = [
@@ -391,23 +392,10 @@ def _id_in(field, ids, database):
 
 
 def _config_decoder(database) -> Callable[[Any], Any]:
-    """psycopg2 already decodes jsonb; SQLite hands back the stored text."""
+    """psycopg2 already decodes jsonb; SQLite hands back the stored text (maybe not JSON)."""
     if is_postgres(database):
         return lambda value: value
-
-    def decode(value):
-        if isinstance(value, (bytes, str)):
-            try:
-                return json.loads(value)
-            except ValueError:
-                return _Undecodable(value if isinstance(value, str) else value.decode("utf-8", "replace"))
-        return value
-
-    return decode
-
-
-class _Undecodable(str):
-    """Stored text that is not JSON at all (possible in SQLite): shown as-is, never an object."""
+    return lambda value: tolerant_loads(value) if isinstance(value, (bytes, str)) else value
 
 
 def _as_datetime(value):

@@ -30,24 +30,14 @@ import re
 
 import orjson
 
+from ..db.json_values import Unreadable
+
 # The kinds keyring.inspect() reports (toolkit.crypto.KINDS).
 CURRENT, PREVIOUS, UNDECRYPTABLE, PLAINTEXT, MALFORMED = (
     "current", "previous", "undecryptable", "plaintext", "malformed")
 
 
 # ---- the config document ----------------------------------------------------------------
-
-class Unreadable:
-    """A JSON value the parser could not build (too deep, invalid): kept as its kind."""
-
-    __slots__ = ("kind",)
-
-    def __init__(self, kind: str):
-        self.kind = kind
-
-    def __repr__(self) -> str:
-        return f"<{self.kind}>"
-
 
 def load_config(raw):
     """The config column's JSON text (str or bytes, None for SQL NULL) -> a Python value.
