@@ -68,21 +68,6 @@ def _in(column: str, values, mark: str) -> tuple[str, list]:
     return f"{column} IN ({', '.join([mark] * len(values))})", list(values)
 
 
-def _user_condition(users, mark: str) -> tuple[str, list]:
-    """`user_id` among the given ids or the users whose email equals one given, ignoring case."""
-    ids, emails = split_users(users)
-    parts, params = [], []
-    if ids:
-        clause, values = _in("user_id", ids, mark)
-        parts.append(clause)
-        params += values
-    if emails:
-        marks = ", ".join([f"lower({mark})"] * len(emails))
-        parts.append(f"user_id IN (SELECT id FROM users WHERE lower(email) IN ({marks}))")
-        params += emails
-    return "(" + " OR ".join(parts) + ")", params
-
-
 def _code_condition(codes, known_apps, mark: str) -> tuple[str | None, list]:
     """Rows that can hold one of `codes` at all — only when every code narrows.
 
@@ -132,8 +117,8 @@ def installation_query(filters: Filters, known_apps=(), *, mark: str = "%s") -> 
         conditions.append(clause)
         params += values
     if filters.users:
-        clause, values = _user_condition(filters.users, mark)
-        conditions.append(clause)
+        clause, values = _user_match(filters.users, mark, installations=True)
+        conditions.append(f"({clause})")
         params += values
     if filters.statuses:
         clause, values = _in("status", filters.statuses, mark)
@@ -170,15 +155,18 @@ def count_query(query: Query) -> Query:
     return Query("SELECT count(*)" + query.sql[start:], query.params)
 
 
-def _user_match(users, mark: str) -> tuple[str, list]:
+def _user_match(users, mark: str, *, installations: bool = False) -> tuple[str, list]:
+    """The given users (ids, or emails ignoring case) as an OR-condition on `users`, or with
+    `installations=True` on app_installations.user_id."""
     ids, emails = split_users(users)
     parts, params = [], []
     if ids:
-        clause, values = _in("id", ids, mark)
+        clause, values = _in("user_id" if installations else "id", ids, mark)
         parts.append(clause)
         params += values
     if emails:
-        parts.append(f"lower(email) IN ({', '.join([f'lower({mark})'] * len(emails))})")
+        by_email = f"lower(email) IN ({', '.join([f'lower({mark})'] * len(emails))})"
+        parts.append(f"user_id IN (SELECT id FROM users WHERE {by_email})" if installations else by_email)
         params += emails
     return " OR ".join(parts), params
 
