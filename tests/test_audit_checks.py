@@ -116,8 +116,9 @@ def test_secret_problems_for_each_kind():
     assert checks.secret_problems(ring.inspect(seal("fine")), 2) == []
     assert checks.secret_problems(ring.inspect(seal("")), 2) == []  # encrypted "" is valid
     assert checks.secret_problems(ring.inspect(seal("clé 🔑")), 2) == []
-    assert [c for c, _ in checks.secret_problems(ring.inspect("hunter2"), 2)] == ["secret.plaintext"]
-    malformed = checks.secret_problems(ring.inspect("ab:cd:ef"), 2)
+    for plaintext in ("hunter2", "a:b:c with colons", "Summer:2024:Pass!", "ab:cd:ef"):
+        assert [c for c, _ in checks.secret_problems(ring.inspect(plaintext), 2)] == ["secret.plaintext"]
+    malformed = checks.secret_problems(ring.inspect("ab" * 10 + ":" + "cd" * 16 + ":ef"), 2)
     assert malformed[0][0] == "secret.malformed" and "IV" in malformed[0][1]
     assert checks.secret_problems(ring.inspect(seal("x", OTHER_KEY)), 2) == [
         ("secret.undecryptable", "no key of the keyring (2 keys) authenticates it: written with another key, or tampered")]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import toolkit.crypto as crypto
-from toolkit.crypto import Keyring, MalformedCiphertext, looks_encrypted, parse_ciphertext
-from toolkit.crypto._format import format_ciphertext
+from toolkit.crypto import Keyring, MalformedCiphertext, looks_damaged, parse_ciphertext, split_strict
+from toolkit.crypto._format import STRICT, format_ciphertext
 
 IV16, IV12, TAG = "ab" * 16, "cd" * 12, "ef" * 16
 
@@ -19,7 +19,7 @@ def test_public_api_is_explicit():
     assert sorted(crypto.__all__) == sorted(set(crypto.__all__))
     for name in crypto.__all__:
         assert hasattr(crypto, name), name
-    assert {"Keyring", "Secret", "parse_ciphertext", "looks_encrypted", "Key", "ValueStatus"} <= set(crypto.__all__)
+    assert {"Keyring", "Secret", "parse_ciphertext", "looks_damaged", "split_strict", "Key", "ValueStatus"} <= set(crypto.__all__)
 
 
 @pytest.mark.parametrize("iv", [IV16, IV12, IV16.upper()])
@@ -46,9 +46,11 @@ def test_well_formed_values_parse(iv, body):
         (f"{IV16}:{TAG}:00\n", "surrounding whitespace"),
         (f" {IV16}:{TAG}:00", "surrounding whitespace"),
         (f"{IV16}:{TAG}:00:11", "4 ':'-separated parts, expected 3"),
+        (f":{TAG}:00", "the IV is missing"),
+        (f"{TAG}:00", "2 ':'-separated parts, expected 3"),
         ("hunter2", "not in the iv:authTag:ciphertext format"),
         ("", "not in the iv:authTag:ciphertext format"),
-        (f"{IV16}:{TAG}", "not in the iv:authTag:ciphertext format"),
+        ("Summer:2024:Pass!", "not in the iv:authTag:ciphertext format"),
     ],
 )
 def test_malformed_values_say_why(value, reason):
@@ -63,18 +65,24 @@ def test_python_fromhex_leniency_is_not_inherited():
     spaced = f"{IV16[:2]} {IV16[3:]}:{TAG}:00"
     with pytest.raises(MalformedCiphertext):
         parse_ciphertext(spaced)
-    assert looks_encrypted(spaced) is False  # a space breaks the shape: it is plaintext
+    assert looks_damaged(spaced) is True  # a space overwrote a digit: damaged, not plaintext
 
 
 @pytest.mark.parametrize(
     "value, shaped",
     [
-        (f"{IV16}:{TAG}:00", True),
-        (f"{IV16}:{TAG}:", True),
-        ("zz12:abcd:ef", True),  # bad hex, but clearly meant as a ciphertext
-        ("ab:cd:ef:01", True),
+        (f"{IV16}:{TAG}:zz", True),  # bad hex, but clearly meant as a ciphertext
+        (f"{IV16}:{TAG[:-1]}g:00", True),  # one character of the tag overwritten
+        (f":{TAG}:00", True),  # the IV lost
+        (f"{TAG}:00", True),  # the IV lost with its colon
+        (f"{IV16}:{TAG}:00:11", True),  # a fourth part
+        ("ab" * 10 + f":{TAG}:00", True),  # a wrong length
         (f"{IV16}:{TAG}:00\n", True),
+        ("zz12:abcd:ef", False),  # too short to have been a ciphertext
         ("hunter2", False),
+        ("a:b:c with colons", False),  # human passwords with colons are plaintext
+        ("Summer:2024:Pass!", False),
+        ("correcthorsebatterystaple:xyz:abc", False),
         ("sk_live_51HxYz", False),
         ("https://user:pw@host:5432/db", False),
         ("a b:c:d", False),
@@ -84,7 +92,8 @@ def test_python_fromhex_leniency_is_not_inherited():
     ],
 )
 def test_shape(value, shaped):
-    assert looks_encrypted(value) is shaped
+    assert looks_damaged(value) is shaped
+    assert split_strict(value) is None
 
 
 def test_format_is_lowercase_hex():
@@ -121,7 +130,22 @@ def test_parser_and_inspect_never_crash_and_agree(value):
         # random bytes never authenticate under a random key
         assert status.kind == "undecryptable" and status.iv is not None
     else:
-        assert status.kind == ("malformed" if looks_encrypted(value) else "plaintext")
+        assert status.kind == ("malformed" if looks_damaged(value) else "plaintext")
         assert status.plaintext is None and status.key_index is None
         if status.kind == "malformed":
             assert status.reason
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(ANY, _structured(), _structured().map(lambda s: s[:-1]), _structured().map(lambda s: s + "\n"),
+                 _structured().map(lambda s: s.replace(":", "", 1))))
+def test_split_strict_is_the_strict_pattern(value):
+    """The fast splitter is the reference pattern, for both IV lengths (DESIGN §8: a fast path
+    held equal to its rule)."""
+    match = STRICT.fullmatch(value)
+    parts = split_strict(value)
+    if match is None:
+        assert parts is None
+    else:
+        iv, tag, body = (bytes.fromhex(group) for group in match.groups())
+        assert parts == (iv, body + tag)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from .crypto import Secret, looks_encrypted, parse_ciphertext
+from .crypto import Keyring, Secret, split_strict
 from .crypto.access_log import record_reveal
 from .db import AppInstallation, User, is_postgres, read_only, translate_errors
 from .db.json_values import Unreadable, tolerant_loads
-from .errors import ConfigError, MalformedCiphertext, NotFound, UsageError
+from .errors import ConfigError, NotFound, UsageError
 
 # What a field's stored value turned out to be.
 PLAIN = "plain"  # a non-secret field, shown as stored
@@ -213,39 +213,37 @@ def _field_view(definition, key, value, keyring) -> FieldView:
         if is_secret:  # whatever sits in a password field may be a secret: never shown
             return FieldView(**base, state=NON_STRING, value=None, note=f"{_json_kind(value)}, not a string")
         return FieldView(**base, state=NON_STRING, value=value)
-    if not is_secret:
-        if looks_encrypted(value):  # a secret in the wrong field is still a secret
-            return _secret_view(base, value, keyring, plaintext_state=None)
-        return FieldView(**base, state=PLAIN if value else EMPTY, value=value)
     if value == "":
         return FieldView(**base, state=EMPTY, value=None)
-    return _secret_view(base, value, keyring, plaintext_state=PLAINTEXT_SECRET)
+    if not is_secret and split_strict(value) is None:
+        return FieldView(**base, state=PLAIN, value=value)
+    # A password field's value, or a ciphertext wherever it sits (any field of any app).
+    return _secret_view(base, value, keyring)
 
 
-def _secret_view(base, value, keyring, *, plaintext_state) -> FieldView:
-    """A masked value: a password field's, or a ciphertext-shaped one (plaintext_state None)."""
-    masked_state = plaintext_state is None
-    if keyring is None:
-        if not looks_encrypted(value):
-            return FieldView(**base, state=plaintext_state, value=Secret(value), note="stored without encryption")
-        try:
-            parse_ciphertext(value)
-        except MalformedCiphertext as exc:
-            return FieldView(**base, state=CIPHERTEXT if masked_state else MALFORMED, value=None, note=getattr(exc, "reason", str(exc)))
-        return FieldView(**base, state=CIPHERTEXT if masked_state else NO_KEY, value=None,
-                         note="no ENCRYPTION_KEY configured")
-    status = keyring.inspect(value)
+_NO_KEYS = Keyring(())  # classifies by the format alone: a strict value is "undecryptable"
+
+
+def _secret_view(base, value, keyring) -> FieldView:
+    """A masked value, classified by the keyring's one rule (Keyring.inspect)."""
+    in_password_field = base["is_secret"]
+    status = (keyring or _NO_KEYS).inspect(value)
     if status.decrypts:
         key_used = keyring.key_for(status.key_index)
         secret = Secret.from_bytes(status.plaintext, keyring.mask_visible)
-        state = CIPHERTEXT if masked_state else ENCRYPTED if key_used.is_current else STALE
+        state = CIPHERTEXT if not in_password_field else ENCRYPTED if key_used.is_current else STALE
         return FieldView(**base, state=state, value=secret, key_label=key_used.label,
                          key_fingerprint=key_used.fingerprint, key_index=key_used.index)
-    if status.kind == "plaintext":
-        return FieldView(**base, state=plaintext_state, value=Secret(value, keyring.mask_visible),
+    if status.kind == "plaintext":  # only a password field gets here with a plaintext
+        return FieldView(**base, state=PLAINTEXT_SECRET, value=Secret(value, getattr(keyring, "mask_visible", 4)),
                          note="stored without encryption")
-    note = status.reason if status.kind == "malformed" else "no key in the keyring authenticates it"
-    return FieldView(**base, state=CIPHERTEXT if masked_state else status.kind, value=None, note=note)
+    if status.kind == "malformed":
+        return FieldView(**base, state=MALFORMED, value=None, note=status.reason)
+    if keyring is None:
+        return FieldView(**base, state=NO_KEY if in_password_field else CIPHERTEXT, value=None,
+                         note="no ENCRYPTION_KEY configured")
+    return FieldView(**base, state=UNDECRYPTABLE if in_password_field else CIPHERTEXT, value=None,
+                     note="no key in the keyring authenticates it")
 
 
 def _json_kind(value) -> str:

@@ -221,6 +221,13 @@ def key_name(key_index: int) -> str:
     return "ENCRYPTION_KEY" if key_index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{key_index}"
 
 
+def stale_key_problem(status) -> str | None:
+    """secret.stale-key: a ciphertext, in any field of any app, that only a previous key opens."""
+    if status.kind != PREVIOUS:
+        return None
+    return f"decrypts only with the previous key {key_name(status.key_index)}"
+
+
 def secret_problems(status, key_count: int) -> list[tuple[str, str]]:
     """secret.*: what is wrong with a password field's stored value, from keyring.inspect()."""
     kind = status.kind
@@ -228,7 +235,7 @@ def secret_problems(status, key_count: int) -> list[tuple[str, str]]:
         problem = plaintext_problem(status.plaintext)
         return [("secret.undecryptable", problem)] if problem else []
     if kind == PREVIOUS:
-        found = [("secret.stale-key", f"decrypts only with the previous key {key_name(status.key_index)}")]
+        found = [("secret.stale-key", stale_key_problem(status))]
         problem = plaintext_problem(status.plaintext)
         return found + ([("secret.undecryptable", problem)] if problem else [])
     if kind == PLAINTEXT:

@@ -20,11 +20,12 @@ from orjson import loads as _loads
 
 from cryptography.exceptions import InvalidTag
 
-from ..crypto import ValueStatus, looks_encrypted
+from ..crypto import ValueStatus, split_strict
 from ..crypto._keyring import CURRENT
 from . import checks
 from .codes import ALL_CODES
-from .nonces import IVLog
+from .nonces import _PAD as _IV_PAD
+from .nonces import _SHORT_IV, IVLog
 
 _SECRET_CODES = frozenset({  # the codes that need password values decrypted
     "secret.plaintext", "secret.malformed", "secret.undecryptable", "secret.stale-key",
@@ -40,7 +41,6 @@ _STATUS = {b"installed": "installed", b"configured": "configured", "installed": 
 
 SECRET, CHECKED, FREE = 0, 1, 2  # how a field's values are judged
 _MISS = object()
-_fromhex = bytes.fromhex
 _new_status = tuple.__new__  # a ValueStatus without NamedTuple.__new__'s Python call
 _ABSENT = object()
 TICK_MASK = 8191  # progress every 8192 rows
@@ -76,6 +76,7 @@ class Auditor:
         self.codes = frozenset(codes)
         self.inspect = keyring.inspect
         self._decrypt_current = keyring.current_decrypt
+        self._open_previous = keyring.open_previous
         self.key_count = len(keyring)
         self.reads_config = bool(self.codes & _CONFIG_CODES)
         self.decrypts = bool(self.codes & _SECRET_CODES)
@@ -95,13 +96,14 @@ class Auditor:
         # For worker processes started by forkserver: rules and keyring, not the collected state.
         state = dict(self.__dict__)
         for name in ("findings", "ivs", "_trace", "_iv_extend", "_meta_append", "_row_append",
-                     "_pending", "rows", "on_tick", "_decrypt_current"):
+                     "_pending", "rows", "on_tick", "_decrypt_current", "_open_previous"):
             state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._decrypt_current = self.inspect.__self__.current_decrypt  # AESGCM does not pickle
+        keyring = self.inspect.__self__  # AESGCM does not pickle: bind its methods again
+        self._decrypt_current, self._open_previous = keyring.current_decrypt, keyring.open_previous
         self.reset()
 
     def reset(self) -> None:
@@ -170,6 +172,8 @@ class Auditor:
         reads_config = self.reads_config
         inspect = self.inspect if self.decrypts else None
         decrypt = self._decrypt_current
+        open_previous = self._open_previous
+        strict = split_strict
         scans_plain = self.scans_plain
         checks_status = self.checks_status
         iv_extend, meta_append, row_append = self._iv_extend, self._meta_append, self._row_append
@@ -200,6 +204,11 @@ class Auditor:
                 app_id = checks.safe_name(_str(app_id))
                 findings_append(("app.unknown", installation_id, user_id, app_id, None,
                                  f"app '{app_id}' is not in the registry"))
+                if inspect is not None:  # its secrets still count: an old key may be all that reads them
+                    config = checks.load_config(raw_config)
+                    if config.__class__ is dict:
+                        for key, value in config.items():
+                            self._stale_elsewhere(installation_id, user_id, app_id, key, value)
                 continue
             if not reads_config:
                 continue
@@ -236,35 +245,31 @@ class Auditor:
                 if inspect is None:
                     continue
                 found = None  # a ValueStatus, built only off the clean path
-                key_index = None
-                # keyring.inspect's common case inline (its comments say why this is exactly as
-                # strict as the format): a 16-byte IV, hex only, the current key.
-                size = len(value)
-                if size >= 66 and value[32] == ":" and value[65] == ":" and decrypt is not None:
+                parts = strict(value)
+                if parts is None or decrypt is None:
+                    found = inspect(value)  # plaintext, malformed, or (no key at all) undecryptable
+                    key_index, iv, plaintext = found.key_index, found.iv, found.plaintext
+                else:
+                    # Keyring.inspect's common case inline (a call per value costs): a strict
+                    # value, either IV length, the current key first, then the previous ones.
+                    iv, sealed = parts
                     try:
-                        raw = _fromhex(value.replace(":", ""))
-                    except ValueError:
-                        raw = b""
-                    if len(raw) * 2 + 2 == size:
-                        iv = raw[:16]
-                        try:
-                            plaintext = decrypt(iv, raw[32:] + raw[16:32], None)
-                            key_index = 0
-                        except InvalidTag:
-                            pass  # another key, or tampered: inspect says which
-                if key_index is None:
-                    found = inspect(value)
-                    key_index = found.key_index
-                    iv, plaintext = found.iv, found.plaintext
+                        plaintext = decrypt(iv, sealed, None)
+                        key_index = 0
+                    except InvalidTag:
+                        found = open_previous(iv, sealed)
+                        key_index, plaintext = found.key_index, found.plaintext
                 if key_index is not None:
                     if row is None:
                         row = int(installation_id) << 32 | int(user_id)
-                    if len(iv) == 16:  # IVLog's common case inline (see IVLog.adder)
+                    # IVLog's layout inline (see IVLog.adder): three C calls instead of a Python one.
+                    if len(iv) == 16:
                         iv_extend(iv)
                         meta_append(key_index << 24 | slot)
-                        row_append(row)
                     else:
-                        self._trace(iv, key_index, slot, row)
+                        iv_extend(iv + _IV_PAD)
+                        meta_append(key_index << 24 | _SHORT_IV | slot)
+                    row_append(row)
                     if key_index == 0 and patterned is None and plaintext and plaintext.isascii():
                         continue  # the clean path: current key, a non-empty ASCII value, no pattern
                     if not plaintext:
@@ -295,7 +300,7 @@ class Auditor:
                         # Was it encrypted by mistake? Asked only of values not in the cache: a
                         # value is cached only once it has passed this (a pure test, like
                         # check_value), so a cached value would pass again.
-                        if scans_plain and value.count(":") >= 2 and looks_encrypted(value):
+                        if scans_plain and strict(value) is not None:
                             traced = self._ciphertext(plan, installation_id, user_id, key, slot, value, row)
                             if traced is not None:
                                 row, bad = traced, _add(bad, key)
@@ -307,7 +312,7 @@ class Auditor:
                     if message is not None:
                         findings_append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
                         bad = _add(bad, key)
-                elif scans_plain and value.count(":") >= 2 and looks_encrypted(value):  # a FREE field
+                elif scans_plain and strict(value) is not None:  # a FREE field
                     traced = self._ciphertext(plan, installation_id, user_id, key, slot, value, row)
                     if traced is not None:
                         row, bad = traced, _add(bad, key)
@@ -334,8 +339,9 @@ class Auditor:
         self._run([[_unescape_copy(field) for field in line.split(b"\t")] for line in lines], True)
 
     def _ciphertext(self, plan, installation_id, user_id, key, slot, value, row):
-        """field.unexpected-ciphertext for a non-password value that decrypts under the keyring:
-        traces its IV and returns the row number (computed if `row` is None); None if clean."""
+        """field.unexpected-ciphertext (and secret.stale-key) for a non-password value that
+        decrypts under the keyring: traces its IV and returns the row number (computed if
+        `row` is None); None if it is not a ciphertext."""
         found = self.inspect(value)
         message = checks.unexpected_ciphertext(found)
         if message is None:
@@ -344,10 +350,11 @@ class Auditor:
             row = int(installation_id) << 32 | int(user_id)
         self._trace(found.iv, found.key_index, slot, row)
         self.findings.append(("field.unexpected-ciphertext", installation_id, user_id, plan.app_id, key, message))
+        self._stale(found, installation_id, user_id, plan.app_id, key)
         return row
 
     def _unknown_keys(self, plan, installation_id, user_id, config):
-        """field.unknown (and config.non-string) for keys the registry does not define."""
+        """field.unknown (and config.non-string, secret.stale-key) for keys the registry does not define."""
         bad = set()
         for key, value in config.items():
             if key in plan.known:
@@ -358,8 +365,22 @@ class Auditor:
             if value.__class__ is not str:
                 self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, name,
                                       checks.config_non_string(value)))
+            elif self.decrypts:
+                self._stale_elsewhere(installation_id, user_id, plan.app_id, name, value)
             bad.add(key)
         return bad
+
+    def _stale_elsewhere(self, installation_id, user_id, app_id, key, value) -> None:
+        """secret.stale-key for a value outside the registry's fields (an unknown field, an
+        unknown app): a ciphertext is a secret wherever it sits (DESIGN §4.4). Its IV is not
+        traced: nonce reuse compares the registry's fields (slots are numbered per field)."""
+        if value.__class__ is str and split_strict(value) is not None:
+            self._stale(self.inspect(value), installation_id, user_id, app_id, checks.safe_name(key))
+
+    def _stale(self, found, installation_id, user_id, app_id, key) -> None:
+        message = checks.stale_key_problem(found)
+        if message is not None:
+            self.findings.append(("secret.stale-key", installation_id, user_id, app_id, key, message))
 
     def _non_string(self, plan, installation_id, user_id, key, value, bad):
         self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, key,

@@ -8,7 +8,7 @@
 """
 
 from ..errors import AlreadyEncrypted, CryptoError, MalformedCiphertext, UndecryptableError
-from ._format import Ciphertext, format_ciphertext, looks_encrypted, parse_ciphertext
+from ._format import Ciphertext, format_ciphertext, looks_damaged, parse_ciphertext, split_strict
 from ._keyring import KINDS, Decrypted, Keyring, ValueStatus
 from ._keys import Key, derive_key, fingerprint
 from ._secret import Secret, json_default, mask
@@ -29,7 +29,8 @@ __all__ = [
     "fingerprint",
     "format_ciphertext",
     "json_default",
-    "looks_encrypted",
+    "looks_damaged",
     "mask",
     "parse_ciphertext",
+    "split_strict",
 ]

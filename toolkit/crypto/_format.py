@@ -1,34 +1,34 @@
 """The stored format `iv:authTag:ciphertext` — the only module that knows it.
 
 The app's `src/lib/crypto.ts` writes `${iv.hex}:${tag.hex}:${ciphertext.hex}` (AES-256-GCM,
-no AAD). This module parses that strictly, and builds it.
+no AAD). This module owns the two rules every command applies to a stored value:
 
-Strict parsing (why: Node's `Buffer.from(s, "hex")` silently stops at the first bad
-character and Node 20 accepts truncated tags; Python's `bytes.fromhex` skips whitespace —
-so neither decoder may be trusted to reject a damaged value):
-
+**Strict** (`split_strict`, `parse_ciphertext`): a well-formed ciphertext.
 - exactly three `:`-separated parts, nothing around them (no whitespace, no newline);
-- each part is hex of even length, matched by our own pattern before any decoding;
-- IV 12 or 16 bytes, tag exactly 16 bytes, ciphertext any length (`""` encrypts to `iv:tag:`).
+- each part hex of even length; IV 12 or 16 bytes, tag exactly 16 bytes, ciphertext any
+  length (`""` encrypts to `iv:tag:`).
+Why our own rule: Node's `Buffer.from(s, "hex")` silently stops at the first bad character
+and Node 20 accepts truncated tags; Python's `bytes.fromhex` skips whitespace — neither
+decoder may be trusted to reject a damaged value. Upper-case hex is accepted: Node decodes
+it, so the app reads such a value and the toolkit must agree. The toolkit writes lower case.
 
-Upper-case hex is ACCEPTED: Node decodes it, so the app reads such a value fine and the
-toolkit must agree with the app. The toolkit itself always writes lower case.
+**Damaged** (`looks_damaged`): not strict, but its colon-separated parts look like a
+ciphertext that was damaged — `secret.malformed` in a password field rather than
+`secret.plaintext`. After stripping surrounding whitespace (itself a damage) the value has
+two or more `:`-separated parts, at most one character in eight of them is not a hex digit
+(overwritten characters), and one part of at least 16 characters (an IV's or a tag's worth)
+is itself hex but for one character in eight. So a lost IV (`:tag:ct`, `tag:ct`), a fourth
+part, wrong lengths and a stray `g` or space in the tag are damaged; `hunter2`,
+`a:b:c with colons`, `Summer:2024:Pass!`, `https://a:b@c` and `::` are not: plaintext.
 
-"Shape" (`looks_encrypted`) separates a value that was meant to be a ciphertext from one
-that never was — the audit's `secret.malformed` versus `secret.plaintext`:
-
-    a value has the shape when, ignoring surrounding whitespace, it is three or more
-    `:`-separated parts made only of ASCII letters and digits, the first two non-empty.
-
-So `3f…:9a…:` and `zz12:abcd:ef` (bad hex) and `ab:cd:ef:01` (four parts) have the shape,
-as do values with a stray newline; `sk_live_51H…`, `hunter2`, `https://a:b@c`, `a b:c:d`
-and `::` do not. A plaintext password that happens to be `word:word:word` is reported as
-malformed — either way it is an error on a password field.
+A value is a ciphertext (a secret, wherever it sits) only when it is strict and a key of the
+keyring authenticates it (`Keyring.inspect`).
 """
 
 from __future__ import annotations
 
 import re
+import string
 from typing import NamedTuple
 
 from ..errors import MalformedCiphertext
@@ -36,13 +36,17 @@ from ..errors import MalformedCiphertext
 TAG_LENGTH = 16
 IV_LENGTHS = (12, 16)
 
-# One pattern for the well-formed value, used on the hot path (keyring.inspect) as
-# `fullmatch` — `$` would let a trailing newline through.
+# The well-formed value as one pattern: the reference the fast `split_strict` is held equal to
+# (a property test), and what documentation points at. `fullmatch`: `$` would pass a newline.
 STRICT = re.compile(
     r"([0-9a-fA-F]{24}|[0-9a-fA-F]{32}):([0-9a-fA-F]{32}):((?:[0-9a-fA-F]{2})*)"
 )
-_SHAPE = re.compile(r"\s*[0-9A-Za-z]+:[0-9A-Za-z]+(?::[0-9A-Za-z]*)+\s*")
 _HEX = re.compile(r"[0-9a-fA-F]*")
+_NOT_HEX = re.compile(r"[^0-9a-fA-F]")
+_HEX_DIGITS = frozenset(string.hexdigits)
+_DAMAGE_PER_CHAR = 8  # one overwritten character tolerated per this many in a part
+_LONG_PART = 16  # a damaged ciphertext keeps at least one part this long
+_fromhex = bytes.fromhex
 
 
 class Ciphertext(NamedTuple):
@@ -55,31 +59,74 @@ class Ciphertext(NamedTuple):
         return self.body + self.tag
 
 
-def looks_encrypted(value: str) -> bool:
-    """Has the `iv:tag:ciphertext` shape (see the module docstring), valid or not."""
-    return isinstance(value, str) and _SHAPE.fullmatch(value) is not None
+def split_strict(value: str):
+    """`(iv, ciphertext ‖ tag)` of a strict value, else None. The hot path of every scan.
+
+    Faster than STRICT (it runs millions of times) and exactly as strict: the colons must sit
+    where a 12- or a 16-byte IV puts them (24/57 or 32/65); then one `bytes.fromhex` of the
+    colon-free value rejects non-hex characters and odd digit counts. Its one leniency,
+    skipping ASCII whitespace, and any further `:` (a fourth part) both show up as fewer bytes
+    than (len - 2) / 2. The two layouts exclude each other: position 24 of a 16-byte-IV value
+    and position 32 of a 12-byte-IV value are hex digits.
+    """
+    size = len(value)
+    if size >= 66 and value[32] == ":" and value[65] == ":":
+        iv_length = 16
+    elif size >= 58 and value[24] == ":" and value[57] == ":":
+        iv_length = 12
+    else:
+        return None
+    try:
+        raw = _fromhex(value.replace(":", ""))
+    except ValueError:
+        return None
+    if len(raw) * 2 + 2 != size:
+        return None
+    end = iv_length + TAG_LENGTH
+    return raw[:iv_length], raw[end:] + raw[iv_length:end]
 
 
 def parse_ciphertext(value: str) -> Ciphertext:
     """Parse a stored value strictly; `MalformedCiphertext.reason` says what is wrong."""
     if not isinstance(value, str):
         raise _malformed(f"not a string but {type(value).__name__}")
-    match = STRICT.fullmatch(value)
-    if match is not None:
-        iv, tag, body = match.groups()
-        return Ciphertext(bytes.fromhex(iv), bytes.fromhex(tag), bytes.fromhex(body))
+    parts = split_strict(value)
+    if parts is not None:
+        iv, sealed = parts
+        return Ciphertext(iv, sealed[-TAG_LENGTH:], sealed[:-TAG_LENGTH])
     raise _malformed(malformed_reason(value))
 
 
+def looks_damaged(value) -> bool:
+    """Not strict, but shaped like a damaged ciphertext (module docstring): malformed, not plaintext."""
+    if value.__class__ is not str or ":" not in value:
+        return False
+    parts = value.strip().split(":")
+    total = damage = 0
+    long_hex_part = False
+    for part in parts:
+        bad = 0 if _HEX_DIGITS.issuperset(part) else len(_NOT_HEX.findall(part))
+        total += len(part)
+        damage += bad
+        long_hex_part = long_hex_part or (len(part) >= _LONG_PART and bad * _DAMAGE_PER_CHAR <= len(part))
+    return long_hex_part and damage * _DAMAGE_PER_CHAR <= total
+
+
 def malformed_reason(value: str) -> str:
-    """Why `value` is not a well-formed ciphertext (only called once it is known not to be)."""
-    if not looks_encrypted(value):
+    """Why `value` is not a well-formed ciphertext (called once it is known not to be)."""
+    if not isinstance(value, str):
+        return f"not a string but {type(value).__name__}"
+    if split_strict(value.strip()) is not None:
+        return "surrounding whitespace"
+    if not looks_damaged(value):
         return "not in the iv:authTag:ciphertext format"
     if value != value.strip():
         return "surrounding whitespace"
     parts = value.split(":")
     if len(parts) != 3:
         return f"{len(parts)} ':'-separated parts, expected 3"
+    if not parts[0]:
+        return "the IV is missing"
     for name, part in zip(("IV", "auth tag", "ciphertext"), parts):
         if not _HEX.fullmatch(part):
             return f"{name} is not hexadecimal"
@@ -90,7 +137,7 @@ def malformed_reason(value: str) -> str:
         return f"IV is {iv_bytes} bytes, expected 12 or 16"
     if tag_bytes != TAG_LENGTH:
         return f"auth tag is {tag_bytes} bytes, expected 16"
-    return "not a valid ciphertext"  # unreachable while STRICT and the checks above agree
+    return "not a valid ciphertext"  # unreachable while split_strict and the checks above agree
 
 
 def format_ciphertext(iv: bytes, tag: bytes, body: bytes) -> str:

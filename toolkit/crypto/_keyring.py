@@ -4,9 +4,9 @@ Stored values carry no key id, so the keyring tries its keys in order — curren
 then `ENCRYPTION_KEY_PREVIOUS` left to right — and the GCM tag says which one fits.
 A failed decrypt is never taken for "probably plaintext" (DESIGN.md §2).
 
-`inspect` is the hot path of the audit and rotation (millions of values): one precompiled
-regex, `bytes.fromhex`, one cached AESGCM object per key, and a status object only built
-on the rare paths. It returns the plaintext as bytes; the caller decides about UTF-8.
+`inspect` is the hot path of the audit, rotation and `keys status` (millions of values): the
+format's `split_strict` (one `bytes.fromhex`), one cached AESGCM object per key. It returns the
+plaintext as bytes; the caller decides about UTF-8.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import AlreadyEncrypted, ConfigError, UndecryptableError, UsageError
-from ._format import IV_LENGTHS, format_ciphertext, looks_encrypted, malformed_reason, parse_ciphertext
+from ._format import IV_LENGTHS, format_ciphertext, looks_damaged, malformed_reason, parse_ciphertext, split_strict
 from ._keys import Key, derive_key
 from ._secret import Secret
 
@@ -57,7 +57,6 @@ class Decrypted(NamedTuple):
 
 _PLAINTEXT_STATUS = ValueStatus(PLAINTEXT)
 _new_status = tuple.__new__
-_fromhex = bytes.fromhex
 
 
 class Keyring:
@@ -141,57 +140,34 @@ class Keyring:
         return self._ciphers[0].decrypt if self._ciphers else None
 
     def inspect(self, value) -> ValueStatus:
-        """Classify one stored value and decrypt it if a key fits. Never raises for data."""
+        """Classify one stored value and decrypt it if a key fits. Never raises for data.
+
+        The one classifier of a stored value (DESIGN.md §4.4): strict and authenticated by a
+        key (current / previous, wherever it sits), strict but no key fits (undecryptable),
+        damaged (malformed, with the reason), or no ciphertext at all (plaintext). What that
+        means in a given field is the caller's: only a password field holds plaintext secrets.
+        """
         if value.__class__ is not str:
             return ValueStatus(MALFORMED, reason=f"not a string but {type(value).__name__}")
-        # The common case first: a 16-byte IV, so `:` at 32 and 65. `bytes.fromhex` of the
-        # value without its colons rejects any non-hex character and an odd digit count;
-        # its one leniency, skipping ASCII whitespace, and any further `:` (a 4th part) both
-        # show up as fewer bytes than (len - 2) / 2 — so exactly these two colons and hex
-        # digits between them, the same strictness as _format.STRICT (property-tested).
-        size = len(value)
-        if size >= 66 and value[32] == ":" and value[65] == ":":
-            try:
-                raw = _fromhex(value.replace(":", ""))
-            except ValueError:
-                raw = b""
-            if len(raw) * 2 + 2 == size:
-                iv = raw[:16]
-                sealed = raw[32:] + raw[16:32]  # ciphertext ‖ tag
-                if self._ciphers:
-                    try:
-                        plaintext = self._ciphers[0].decrypt(iv, sealed, None)
-                    except InvalidTag:
-                        return self._open_with_previous(iv, sealed)
-                    return _new_status(ValueStatus, (CURRENT, 0, plaintext, iv, None))
-                return ValueStatus(UNDECRYPTABLE, None, None, iv)
-        # Faster than a regex (this runs millions of times) and exactly as strict as
-        # _format.STRICT: fixed lengths first, then `bytes.fromhex`, which rejects non-hex
-        # characters; its one leniency, skipping whitespace, shows up as fewer bytes than
-        # hex digits/2. A property test holds this equal to parse_ciphertext.
-        parts = value.split(":")
-        if len(parts) == 3:
-            iv_hex, tag_hex, body_hex = parts
-            if (len(iv_hex) == 32 or len(iv_hex) == 24) and len(tag_hex) == 32 and not len(body_hex) & 1:
-                try:
-                    iv = bytes.fromhex(iv_hex)
-                    sealed = bytes.fromhex(body_hex + tag_hex)
-                except ValueError:
-                    iv = sealed = b""
-                if len(iv) * 2 == len(iv_hex) and len(sealed) * 2 == len(body_hex) + 32:
-                    # The current key inline: it fits nearly every value, and a call costs.
-                    if self._ciphers:
-                        try:
-                            plaintext = self._ciphers[0].decrypt(iv, sealed, None)
-                        except InvalidTag:
-                            return self._open_with_previous(iv, sealed)
-                        return _new_status(ValueStatus, (CURRENT, 0, plaintext, iv, None))
-                    return ValueStatus(UNDECRYPTABLE, None, None, iv)
-        if not looks_encrypted(value):
+        parts = split_strict(value)
+        if parts is None:
+            if looks_damaged(value):
+                return ValueStatus(MALFORMED, reason=malformed_reason(value))
             return _PLAINTEXT_STATUS
-        return ValueStatus(MALFORMED, reason=malformed_reason(value))
+        return self.open(*parts)
 
-    def _open_with_previous(self, iv: bytes, sealed: bytes) -> ValueStatus:
+    def open(self, iv: bytes, sealed: bytes) -> ValueStatus:
+        """The status of a strict value already split (`split_strict`): which key opens it."""
+        if self._ciphers:
+            try:
+                plaintext = self._ciphers[0].decrypt(iv, sealed, None)
+            except InvalidTag:
+                return self.open_previous(iv, sealed)
+            return _new_status(ValueStatus, (CURRENT, 0, plaintext, iv, None))
+        return ValueStatus(UNDECRYPTABLE, None, None, iv)
+
+    def open_previous(self, iv: bytes, sealed: bytes) -> ValueStatus:
+        """The status of a strict value the current key did not open: a previous key's, or undecryptable."""
         for index in range(1, len(self._ciphers)):
             try:
                 plaintext = self._ciphers[index].decrypt(iv, sealed, None)
