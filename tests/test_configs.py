@@ -323,7 +323,7 @@ def test_configured_checks_stored_secrets_decrypt_and_are_valid(backend, service
     other = backend.other()
     cases = [
         ({"channel": "#ops", "botToken": "xoxb-plaintext"}, "stored in plaintext"),
-        ({"channel": "#ops", "botToken": "00:11:22"}, "malformed ciphertext"),
+        ({"channel": "#ops", "botToken": "00" * 10 + ":" + "11" * 16 + ":22"}, "malformed ciphertext"),
         ({"channel": "#ops", "botToken": Keyring.from_materials([os.urandom(32)]).encrypt("xoxb-1")}, "does not decrypt"),
         ({"channel": "#ops", "botToken": keyring.encrypt("not-a-token")}, "does not match the pattern"),
         ({"channel": "#ops", "botToken": keyring.encrypt("")}, "decrypts to an empty value"),

@@ -10,7 +10,7 @@ import pytest
 from test_rotation import AppWritesWhilePlanning, _pg_writer
 from test_rotation_seed import LOST_KEY, NEW_KEY, OLD_KEY, REGISTRY, checksum, cli_env, insert_rows, keyring, open_under, rows, seal
 from toolkit import _rewrite, repair
-from toolkit.db import open_postgres
+from toolkit.db import installations, open_postgres
 from toolkit.errors import UsageError
 from toolkit.registry import parse_registry
 
@@ -113,7 +113,7 @@ def test_status_fix_is_not_applied_when_the_app_empties_a_required_field_meanwhi
     app = _pg_writer(url, "UPDATE app_installations SET config = config || '{\"region\": \"\"}' WHERE id = %s")
     planner = AppWritesWhilePlanning(repair.RepairPlanner(parse_registry(REGISTRY), keyring(NEW_KEY, OLD_KEY),
                                                           ["status.not-configured"]), ids[1], app)
-    with _rewrite.PostgresStore(open_postgres(url).url.dsn()) as store:
+    with installations.PostgresStore(open_postgres(url).url.dsn()) as store:
         result = _rewrite.run_rewrite(store, planner, batch_size=4)
     # The compare-and-swap missed, the re-read row was audited again and no longer qualifies.
     assert result.conflicts == 1 and not result.left and result.rows_changed == 0
@@ -126,7 +126,7 @@ def test_dropping_a_key_keeps_a_concurrent_write_to_another(planted):
                           " WHERE id = %s")
     planner = AppWritesWhilePlanning(repair.RepairPlanner(parse_registry(REGISTRY), keyring(NEW_KEY, OLD_KEY),
                                                           ["field.unknown"]), ids[3], app)
-    with _rewrite.PostgresStore(open_postgres(url).url.dsn()) as store:
+    with installations.PostgresStore(open_postgres(url).url.dsn()) as store:
         result = _rewrite.run_rewrite(store, planner, batch_size=4)
     # `legacy` holds an object, so this row's condition is its whole config: one miss, then done.
     assert result.conflicts == 1 and result.tally["field.unknown"] == 2

@@ -23,7 +23,7 @@ from test_rotation_seed import (
     seed_stripe,
 )
 from toolkit import _rewrite, rotation
-from toolkit.db import open_postgres
+from toolkit.db import installations, open_postgres
 from toolkit.errors import ConfigError
 from toolkit.registry import parse_registry
 
@@ -155,7 +155,7 @@ def test_write_to_another_field_neither_blocks_nor_is_lost(pg_url, registry):
     target = sorted(expected)[12]
     app = _pg_writer(pg_url, "UPDATE app_installations SET config = config || '{\"region\": \"eu-app\"}' WHERE id = %s")
     planner = AppWritesWhilePlanning(rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)), target, app)
-    with _rewrite.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
+    with installations.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
         result = _run(store, planner)
     assert result.conflicts == 0 and result.tally["rotated"] == 50
     config = rows(pg_url)[target][1]
@@ -170,7 +170,7 @@ def test_new_secret_written_meanwhile_wins_and_the_rest_is_retried(pg_url, regis
     app = _pg_writer(pg_url, "UPDATE app_installations SET config = jsonb_set(config, '{apiKey}', to_jsonb(%s::text)) WHERE id = %s",
                      apps_value)
     planner = AppWritesWhilePlanning(rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)), target, app)
-    with _rewrite.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
+    with installations.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
         result = _run(store, planner)
     assert result.conflicts == 1 and not result.left
     assert result.tally["rotated"] == 49 and result.tally["current"] == 1
@@ -189,7 +189,7 @@ def test_row_that_keeps_changing_is_left_for_the_next_run(pg_url, registry):
 
     planner = AppWritesWhilePlanning(rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)),
                                      target, app, times=100)
-    with _rewrite.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
+    with installations.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
         result = _run(store, planner, max_retries=2)
     assert result.left == [target] and result.conflicts == 3
     assert open_under(OLD_KEY, rows(pg_url)[target][1]["apiKey"]) == b"sk_again"  # readable, untouched
@@ -203,12 +203,12 @@ def test_row_deleted_meanwhile_is_counted_not_an_error(pg_url, registry):
     target = sorted(expected)[2]
     app = _pg_writer(pg_url, "DELETE FROM app_installations WHERE id = %s")
     planner = AppWritesWhilePlanning(rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)), target, app)
-    with _rewrite.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
+    with installations.PostgresStore(open_postgres(pg_url).url.dsn()) as store:
         result = _run(store, planner)
     assert result.gone == 1 and not result.left and result.tally["rotated"] == 14
 
 
-class CountingStore(_rewrite.PostgresStore):
+class CountingStore(installations.PostgresStore):
     """Records each UPDATE statement: (fast path?, rows in it)."""
 
     def __init__(self, url):
@@ -299,7 +299,7 @@ def test_sqlite_store_compare_and_swap(sqlite_path, registry):
     base = rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY))
     planner = AppWritesWhilePlanning(AppWritesWhilePlanning(base, 4, _sqlite_writer(sqlite_path, {"apiKey": apps_value})),
                                      7, _sqlite_writer(sqlite_path, {"region": "eu"}))
-    with _rewrite.SqliteStore(sqlite_path) as store:
+    with installations.SqliteStore(sqlite_path) as store:
         result = _run(store, planner)
     assert result.conflicts == 1 and result.tally["rotated"] == 11 and result.tally["current"] == 1
     configs = _sqlite_configs(sqlite_path)
@@ -334,7 +334,7 @@ def test_a_row_the_app_keeps_locked_does_not_hold_back_its_page(pg_url, registry
     with app.cursor() as cursor:
         cursor.execute("SELECT 1 FROM app_installations WHERE id = %s FOR UPDATE", (locked,))
     try:
-        with _rewrite.PostgresStore(open_postgres(pg_url).url.dsn(), lock_timeout="50ms") as store:
+        with installations.PostgresStore(open_postgres(pg_url).url.dsn(), lock_timeout="50ms") as store:
             result = _run(store, rotation.RotationPlanner.from_registry(registry, keyring(NEW_KEY, OLD_KEY)),
                           max_retries=1)
     finally:

@@ -40,7 +40,7 @@ DRIVER = """
 import collections, sys, time
 from toolkit import _rewrite, rotation
 from toolkit.crypto import Keyring
-from toolkit.db import open_postgres
+from toolkit.db import installations, open_postgres
 from toolkit.registry import load_registry
 url, registry, new, old = sys.argv[1:5]
 ring = Keyring.from_materials([bytes.fromhex(new), bytes.fromhex(old)])
@@ -53,7 +53,7 @@ class Slow:
         return planner.plan(row)
 def page(n):
     print(n, sum(seen.values()) - len(seen), flush=True)
-with _rewrite.PostgresStore(open_postgres(url).url.dsn()) as store:
+with installations.PostgresStore(open_postgres(url).url.dsn()) as store:
     _rewrite.run_rewrite(store, Slow(), batch_size=int(sys.argv[5]), after_batch=page)
 print("finished", flush=True)
 """

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from peewee import JOIN, SQL, NodeList, Tuple, Value, fn
 
 from .db import APP_STATUSES, ROLES, USER_DISPLAY_FIELDS, AppInstallation, User, is_postgres, read_only, translate_errors
-from .db.json_values import tolerant_loads
+from .db.json_values import decode_config
 from .errors import NotFound, UsageError
 
 __all__ = [
@@ -204,12 +204,11 @@ def list_installations(
     for condition in _installation_conditions(filters, database):
         query = query.where(condition)
 
-    decode = _config_decoder(database)
 
     def make_row(record):
         id_, user_id, email, app_id, status, config, installed_at, updated_at = record
         return InstallationRow(
-            id_, user_id, email, app_id, status, count_fields_set(decode(config)),
+            id_, user_id, email, app_id, status, count_fields_set(decode_config(config)),
             _as_datetime(installed_at), _as_datetime(updated_at),
         )
 
@@ -389,13 +388,6 @@ def _id_in(field, ids, database):
     if is_postgres(database):
         return NodeList((field, SQL("= ANY(%s)", [ids])))
     return NodeList((field, SQL("IN (SELECT value FROM json_each(?))", [json.dumps(ids)])))
-
-
-def _config_decoder(database) -> Callable[[Any], Any]:
-    """psycopg2 already decodes jsonb; SQLite hands back the stored text (maybe not JSON)."""
-    if is_postgres(database):
-        return lambda value: value
-    return lambda value: tolerant_loads(value) if isinstance(value, (bytes, str)) else value
 
 
 def _as_datetime(value):

@@ -16,7 +16,7 @@ import datetime as dt
 from .crypto import Keyring, Secret, split_strict
 from .crypto.access_log import record_reveal
 from .db import AppInstallation, User, is_postgres, read_only, translate_errors
-from .db.json_values import Unreadable, tolerant_loads
+from .db.json_values import decode_config
 from .errors import ConfigError, NotFound, UsageError
 
 # What a field's stored value turned out to be.
@@ -138,7 +138,7 @@ def load_installation(database, registry, keyring, installation_id: int) -> Inst
     if not records:
         raise NotFound(f"installation {installation_id} does not exist")
     (id_, app_id, status, config, installed_at, updated_at, user_id, email, name, role) = records[0]
-    row = _Row(id_, _text(app_id), _text(status), _config(config), _as_datetime(installed_at),
+    row = _Row(id_, _text(app_id), _text(status), decode_config(config), _as_datetime(installed_at),
                _as_datetime(updated_at))
     user = _User(user_id, _text(email), _text(name), _text(role))
     return view_of(row, user, registry, keyring)
@@ -270,14 +270,6 @@ def _text(value):
     if isinstance(value, (bytes, memoryview)):
         return bytes(value).decode("utf-8", "replace")
     return value
-
-
-def _config(value):
-    if isinstance(value, (bytes, memoryview)):
-        return tolerant_loads(bytes(value))  # invalid UTF-8 is a ValueError: Unreadable
-    if isinstance(value, str):
-        return tolerant_loads(value)
-    return value  # psycopg2 decoded the jsonb already
 
 
 def _as_datetime(value):

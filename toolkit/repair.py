@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 from . import _rewrite
+from .db import installations
 from .errors import AlreadyEncrypted, UsageError
 
 SECRET_PLAINTEXT = "secret.plaintext"
@@ -73,7 +74,7 @@ class RepairPlanner:
     def __reduce__(self):
         return (RepairPlanner, self._args)
 
-    def plan(self, row: _rewrite.Row) -> _rewrite.Plan:
+    def plan(self, row: installations.Row) -> _rewrite.Plan:
         auditor = self.auditor
         self._audited += 1
         if self._audited % _RESET_EVERY == 0:
@@ -116,7 +117,7 @@ class RepairPlanner:
             tally.append(code)
         if not (patch or drop or status):
             return _rewrite.Plan(None, tuple(tally))
-        change = _rewrite.Change(row.id, expect=expect, patch=patch, drop=tuple(drop), status=status,
+        change = installations.Change(row.id, expect=expect, patch=patch, drop=tuple(drop), status=status,
                                  whole=whole, whole_config=row.config_text if whole else None, touch=True)
         return _rewrite.Plan(change, tuple(tally))
 
@@ -190,7 +191,7 @@ def repair(database, registry, keyring, fixes, *, dry_run: bool = False,
     if SECRET_PLAINTEXT in fixes or STATUS_NOT_CONFIGURED in fixes:
         keyring.current  # noqa: B018 — encrypting, and judging secrets, need ENCRYPTION_KEY
     planner = RepairPlanner(registry, keyring, fixes)
-    with _rewrite.store_factory(database, read_only=dry_run)() as store:
+    with installations.store_factory(database, read_only=dry_run)() as store:
         if not dry_run:
             store.check_writable()
         result = _rewrite.run_rewrite(store, planner, batch_size=batch_size, dry_run=dry_run,

@@ -27,6 +27,7 @@ import os
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import _rewrite
+from .db import installations
 from .crypto import Keyring, format_ciphertext
 from .errors import ConfigError
 
@@ -114,7 +115,7 @@ class RotationPlanner:
     def from_registry(cls, registry, keyring, **kwargs) -> "RotationPlanner":
         return cls({app.id: app.secret_keys for app in registry}, keyring, **kwargs)
 
-    def plan(self, row: _rewrite.Row) -> _rewrite.Plan:
+    def plan(self, row: installations.Row) -> _rewrite.Plan:
         # The hot loop of a rotation (millions of rows): locals, prebuilt tuples, and
         # tuple.__new__ for the two NamedTuples (their Python-level __new__ costs).
         keys = self.secret_keys.get(row.app_id)
@@ -147,12 +148,12 @@ class RotationPlanner:
             tally += _ROTATED_FROM[index] if index < len(_ROTATED_FROM) else (ROTATED, f"{_FROM}{index}")
         if patch is None:
             return _new(_rewrite.Plan, (None, tally))
-        change = _new(_rewrite.Change, (row.id, expect, patch) + _CHANGE_DEFAULTS)
+        change = _new(installations.Change, (row.id, expect, patch) + _CHANGE_DEFAULTS)
         return _new(_rewrite.Plan, (change, tally))
 
 
 _new = tuple.__new__
-_CHANGE_DEFAULTS = tuple(_rewrite.Change._field_defaults[name] for name in _rewrite.Change._fields[3:])
+_CHANGE_DEFAULTS = tuple(installations.Change._field_defaults[name] for name in installations.Change._fields[3:])
 _ROTATED_FROM = tuple((ROTATED, label) for label in _FROM_LABELS)
 _UNKNOWN_APP_PLAN = _rewrite.Plan(None, (UNKNOWN_APP,))
 _NOT_OBJECT_PLAN = _rewrite.Plan(None, (NOT_OBJECT,))
@@ -255,11 +256,11 @@ def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, inclu
     check_keyring(keyring, include_current=include_current)
     planner = RotationPlanner.from_registry(registry, keyring, include_current=include_current)
     options = {"batch_size": batch_size, "dry_run": dry_run, "max_retries": max_retries}
-    factory = _rewrite.store_factory(database, read_only=dry_run)
+    factory = installations.store_factory(database, read_only=dry_run)
     with factory() as store:
         if not dry_run:
             store.check_writable()
-        parallel = workers > 1 and after_batch is None and isinstance(store, _rewrite.PostgresStore)
+        parallel = workers > 1 and after_batch is None and isinstance(store, installations.PostgresStore)
         if parallel:
             bounds = store.id_bounds()
             parallel = bounds[1] - bounds[0] >= 2 * batch_size  # forking costs more than small tables take
@@ -273,7 +274,7 @@ def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, inclu
 
 def count_rows(database) -> int:
     """Rows a rotation will read (for a progress bar)."""
-    with _rewrite.store_factory(database, read_only=True)() as store:
+    with installations.store_factory(database, read_only=True)() as store:
         return store.count()
 
 

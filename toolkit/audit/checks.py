@@ -25,12 +25,7 @@ Decisions this module owns (DESIGN.md §4.4 leaves them to us):
 
 from __future__ import annotations
 
-import json
-import re
-
-import orjson
-
-from ..db.json_values import Unreadable
+from ..db.json_values import NOT_JSON, Unreadable, decode_config
 
 # The kinds keyring.inspect() reports (toolkit.crypto.KINDS).
 CURRENT, PREVIOUS, UNDECRYPTABLE, PLAINTEXT, MALFORMED = (
@@ -40,108 +35,12 @@ CURRENT, PREVIOUS, UNDECRYPTABLE, PLAINTEXT, MALFORMED = (
 # ---- the config document ----------------------------------------------------------------
 
 def load_config(raw):
-    """The config column's JSON text (str or bytes, None for SQL NULL) -> a Python value.
-
-    Objects come back as dicts; anything else as the value itself or an `Unreadable`. Strings and arrays are not parsed at all: a huge
-    string config costs nothing but the bytes already read.
-    """
-    if raw is None:
-        return {}
-    head = raw[:1]
-    if head in (b"{", "{"):
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            value = _shallow_object(_text(raw))
-        return value
-    stripped = raw.strip()
-    head = stripped[:1]
-    if head in (b"{", "{"):
-        return load_config(stripped)
-    if head in (b'"', '"'):
-        return Unreadable("a string")
-    if head in (b"[", "["):
-        return Unreadable("an array")
-    try:
-        value = json.loads(stripped)
-    except (ValueError, RecursionError):
-        return Unreadable("not valid JSON")
-    return {} if value is None else value
-
-
-def _text(raw) -> str:
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-
-
-_STRING_OR_BRACKET = re.compile(r'["\[\]{}]')
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_scan_string = json.decoder.scanstring
-_decode_scalar = json.JSONDecoder().raw_decode
-
-
-def _shallow_object(text: str):
-    """The top level of a JSON object without recursing: strings decoded, nested values kept
-    as an empty object/array (their kind is all a finding says). Used when orjson refuses the document (depth limit, huge numbers, lone
-    surrogates). Returns an `Unreadable` when the text is not a JSON object at all."""
-    try:
-        return _scan_object(text)
-    except (ValueError, IndexError, RecursionError):
-        return Unreadable("not valid JSON")
-
-
-def _scan_object(text: str) -> dict:
-    ws = _WHITESPACE.match
-    i = ws(text, 0).end()
-    if text[i] != "{":
-        raise ValueError("not an object")
-    result = {}
-    i = ws(text, i + 1).end()
-    if text[i] == "}":
-        return result
-    while True:
-        if text[i] != '"':
-            raise ValueError("expected a key")
-        key, i = _scan_string(text, i + 1)
-        i = ws(text, i).end()
-        if text[i] != ":":
-            raise ValueError("expected ':'")
-        i = ws(text, i + 1).end()
-        char = text[i]
-        if char == '"':
-            value, i = _scan_string(text, i + 1)
-        elif char in "[{":
-            # Kept as an empty container of the same kind: a non-string, named right.
-            value = {} if char == "{" else []
-            i = _skip_nested(text, i)
-        else:
-            value, i = _decode_scalar(text, i)
-        result[key] = value
-        i = ws(text, i).end()
-        if text[i] == ",":
-            i = ws(text, i + 1).end()
-            continue
-        if text[i] == "}":
-            return result
-        raise ValueError("expected ',' or '}'")
-
-
-def _skip_nested(text: str, start: int) -> int:
-    """Index just past the array/object starting at `start`, iteratively (any depth)."""
-    depth = 0
-    position = start
-    search = _STRING_OR_BRACKET.search
-    while True:
-        match = search(text, position)
-        if match is None:
-            raise ValueError("unterminated value")
-        char = match.group()
-        if char == '"':
-            _, position = _scan_string(text, match.end())
-            continue
-        depth += 1 if char in "[{" else -1
-        position = match.end()
-        if depth == 0:
-            return position
+    """The config as the checks see it: `db.json_values.decode_config`, except that an object
+    too deep to build is read by its top level (a deep value is then its key's non-string)."""
+    config = decode_config(raw)
+    if config.__class__ is Unreadable and config.top_level is not None:
+        return config.top_level
+    return config
 
 
 def json_kind(value) -> str:
@@ -167,7 +66,7 @@ def config_not_object(config) -> str | None:
     """config.not-object: the config is JSON but not an object (NULL was already `{}`)."""
     if isinstance(config, dict):
         return None
-    if isinstance(config, Unreadable) and config.kind == "not valid JSON":
+    if isinstance(config, Unreadable) and config.kind == NOT_JSON:
         return "config is not valid JSON"
     return f"config is {json_kind(config)}, not a JSON object"
 

@@ -16,7 +16,7 @@ import peewee
 import psycopg2.extras
 
 from ..errors import ConfigError, DatabaseError
-from .json_values import tolerant_loads
+from .json_values import decode_config
 from .models import MODELS, database_proxy
 
 POOLER_PORT = 6543
@@ -104,7 +104,7 @@ class ToolkitPostgres(peewee.PostgresqlDatabase):
 def open_postgres(url: str, variable: str = "DATABASE_URL") -> ToolkitPostgres:
     # psycopg2 parses jsonb itself: make a config nested deeper than Python's recursion
     # limit (valid jsonb) read as Unreadable instead of raising mid-page.
-    psycopg2.extras.register_default_jsonb(globally=True, loads=tolerant_loads)
+    psycopg2.extras.register_default_jsonb(globally=True, loads=decode_config)
     return ToolkitPostgres(parse_database_url(url, variable))
 
 

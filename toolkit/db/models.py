@@ -20,7 +20,7 @@ from peewee import (
     Model,
 )
 
-from .json_values import Unreadable, tolerant_loads
+from .json_values import TOO_DEEP, Unreadable, decode_config
 
 database_proxy = DatabaseProxy()
 
@@ -53,13 +53,13 @@ class ConfigField(JSONField):
     """jsonb / JSON text; a value too deep or not JSON at all reads as `Unreadable`."""
 
     def __init__(self, **kwargs):
-        super().__init__(loads=tolerant_loads, **kwargs)
+        super().__init__(loads=decode_config, **kwargs)
 
     def python_value(self, value):
         try:
             return super().python_value(value)
         except RecursionError:  # psycopg2 may have parsed jsonb already, or not
-            return Unreadable("JSON nested too deeply")
+            return Unreadable(TOO_DEEP)
 
 
 class BaseModel(Model):
