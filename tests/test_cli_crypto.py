@@ -73,7 +73,7 @@ def test_each_decrypt_is_logged_without_the_value(run):
         (keyring(LOST).encrypt("x"), "wrong key or tampered"),
         ("ab" * 10 + ":" + "cd" * 16 + ":00", "malformed ciphertext: IV is 10 bytes"),
         ("ab" * 16 + ":" + "cd" * 12 + ":00", "malformed ciphertext: auth tag is 12 bytes"),
-        ("just a plaintext password", "malformed ciphertext: not in the iv:authTag:ciphertext format"),
+        ("just a plaintext password", "not a ciphertext: the value is not in the iv:authTag:ciphertext format"),
     ],
 )
 def test_decrypt_failures_one_line_exit_2_empty_stdout(run, value, words):
@@ -175,10 +175,12 @@ def test_keys_status_counts_per_key(run, pg_url, tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert [(k["label"], k["values"], k["retirable"]) for k in data["keys"]] == [
-        ("current", 8, False), ("previous #1", 2, False)]
+        ("current", 10, False), ("previous #1", 2, False)]
+    # A ciphertext counts wherever it sits: an unknown app's token, a select field's value.
+    assert data["keys"][0]["outside_password_fields"] == 2
     assert data["keys"][0]["fingerprint"] == current.current.fingerprint
-    assert (data["undecryptable"], data["plaintext"], data["malformed"], data["empty"]) == (1, 1, 1, 1)
-    assert (data["installations"], data["unknown_app"], data["values"]) == (len(configs), 1, 13)
+    assert (data["undecryptable"], data["plaintext"], data["malformed"], data["empty"]) == (1, 2, 0, 1)
+    assert (data["installations"], data["unknown_app"], data["values"]) == (len(configs), 1, 15)
 
     table = run("keys", "status", **env)
     assert table.returncode == 0

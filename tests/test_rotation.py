@@ -35,7 +35,7 @@ def registry():
     return parse_registry(REGISTRY)
 
 
-def test_rotates_only_password_values_under_previous_keys(pg_url, registry):
+def test_rotates_every_value_under_previous_keys_wherever_it_sits(pg_url, registry):
     webhook_url_ciphertext = seal(OLD_KEY, "https://hooks.example.com/x")
     current_secret = seal(NEW_KEY, "wh_current")
     ids = insert_rows(pg_url, [
@@ -56,29 +56,32 @@ def test_rotates_only_password_values_under_previous_keys(pg_url, registry):
 
     data = report.as_dict()
     assert data["values"] == {
-        "rotated": 3, "rotated_from": {"previous #1": 2, "previous #2": 1}, "already_current": 1,
+        "rotated": 5, "rotated_from": {"previous #1": 4, "previous #2": 1}, "already_current": 1,
         "skipped": {"undecryptable": 1, "malformed": 2, "plaintext": 1},
     }
-    assert data["rows"]["scanned"] == 9 and data["rows"]["changed"] == 3
+    assert data["rows"]["scanned"] == 9 and data["rows"]["changed"] == 4
     assert data["rows"]["unknown_app"] == 1 and data["rows"]["config_not_object"] == 1
     assert report.complete and data["conflicts"]["retried"] == 0
     after = rows(pg_url)
     first = after[ids[0]][1]
     assert open_under(NEW_KEY, first["apiKey"]) == b"sk_old"
     assert first["webhookSecret"] == current_secret  # already current: not rewritten
-    assert first["webhookUrl"] == webhook_url_ciphertext  # not a password field: not rotation's business
+    # A ciphertext outside the password fields is a secret all the same: rotated, or the old key
+    # could never be retired (a url field here; an app the registry no longer knows below).
+    assert open_under(NEW_KEY, first["webhookUrl"]) == b"https://hooks.example.com/x"
+    assert open_under(NEW_KEY, after[ids[6]][1]["token"]) == b"t"
     assert first["region"] == "eu"
     # The exact bytes, even when they are not UTF-8 (and the app's 16-byte IV, whatever the old one was).
     assert open_under(NEW_KEY, after[ids[1]][1]["apiKey"]) == NOT_UTF8
     assert open_under(NEW_KEY, after[ids[2]][1]["botToken"]) == b"xoxb-older"
     assert len(after[ids[2]][1]["botToken"].split(":")[0]) == 32
-    for row_id in ids[3:]:
+    for row_id in ids[3:6] + ids[7:]:
         assert after[row_id] == before[row_id]
     # Rotation changes no value the app reads: updated_at is left alone.
     assert all(after[i][2] == before[i][2] for i in ids)
 
     again = rotation.rotate(open_postgres(pg_url), registry, keyring(NEW_KEY, OLD_KEY, OLDER_KEY))
-    assert again.rotated == 0 and again.result.rows_changed == 0 and again.already_current == 4
+    assert again.rotated == 0 and again.result.rows_changed == 0 and again.already_current == 6
     assert rows(pg_url) == after
 
 

@@ -1,8 +1,10 @@
 """Key rotation: re-encrypt every secret stored under a previous key with the current key.
 
-Which values: the fields the registry declares as `password`, nothing else (a non-password
-field holding a ciphertext is the audit's `field.unexpected-ciphertext`, not rotation's
-business). Each value is classified by `keyring.inspect`:
+Which values: every value of the fields the registry declares as `password`, and every
+strict `iv:tag:ciphertext` value anywhere else — an unknown field, a text field, an app the
+registry no longer knows — because a ciphertext is a secret wherever it sits, and a key is
+retired only once nothing needs it (DESIGN.md §4.4). Each value is classified by
+`keyring.inspect`:
 
     previous       decrypted with that previous key, re-encrypted under the current key
                    with a fresh random IV — the exact plaintext BYTES, so a value that is not
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import _rewrite
 from .db import installations
-from .crypto import Keyring, format_ciphertext
+from .crypto import Keyring, format_ciphertext, split_strict
 from .errors import ConfigError
 
 ROTATED = "rotated"
@@ -119,22 +121,24 @@ class RotationPlanner:
         # The hot loop of a rotation (millions of rows): locals, prebuilt tuples, and
         # tuple.__new__ for the two NamedTuples (their Python-level __new__ costs).
         keys = self.secret_keys.get(row.app_id)
-        if keys is None:
-            return _UNKNOWN_APP_PLAN
         config = row.config
         if config.__class__ is not dict:
-            return _NOT_OBJECT_PLAN if config is not None else _NOTHING_PLAN
+            return _NOT_OBJECT_PLAN if keys is not None else _UNKNOWN_APP_PLAN
         inspect, original_index = self.inspect, self._original_index
         expect = patch = None
-        tally = []
-        for key in keys:
-            value = config.get(key)
-            if value is None or value == "":
+        tally = [] if keys is not None else [UNKNOWN_APP]
+        keys = keys or ()
+        for key, value in config.items():
+            if value.__class__ is not str or not value:
+                if key in keys and value.__class__ is not str and value is not None:
+                    tally.append("malformed")  # a non-string in a password field
                 continue  # an optional secret left blank: nothing stored, nothing to rotate
+            if key not in keys and split_strict(value) is None:
+                continue  # plain text outside the password fields; a ciphertext anywhere is a secret
             status = inspect(value)
             index = status[1]  # key_index
             if index is None:
-                tally.append(status[0])  # kind: undecryptable, malformed (incl. non-string), plaintext
+                tally.append(status[0])  # kind: undecryptable, malformed, plaintext
                 continue
             if original_index is not None:
                 index = original_index[index]
@@ -157,7 +161,6 @@ _CHANGE_DEFAULTS = tuple(installations.Change._field_defaults[name] for name in 
 _ROTATED_FROM = tuple((ROTATED, label) for label in _FROM_LABELS)
 _UNKNOWN_APP_PLAN = _rewrite.Plan(None, (UNKNOWN_APP,))
 _NOT_OBJECT_PLAN = _rewrite.Plan(None, (NOT_OBJECT,))
-_NOTHING_PLAN = _rewrite.Plan(None, ())
 
 
 @dataclasses.dataclass

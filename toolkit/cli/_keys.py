@@ -43,9 +43,11 @@ def generate():
 def status(as_json):
     """Count the stored secrets each key authenticates, and those none does.
 
-    Streams every installation's password fields (per the registry) in read-only keyset
-    pages. A previous key that authenticates 0 values can be removed from
-    ENCRYPTION_KEY_PREVIOUS.
+    Streams every installation in read-only keyset pages and counts every ciphertext, in
+    any field of any app (known to the registry or not), under the key that opens it;
+    password fields also count plaintext and malformed values. A previous key that
+    authenticates 0 values can be removed from ENCRYPTION_KEY_PREVIOUS; until then the
+    command lists where its values are.
 
     \b
     Examples:
@@ -81,10 +83,15 @@ def render_status(usage) -> str:
     if usage.unknown_app:
         notes.append(f"{plural(usage.unknown_app, 'installation')} of apps not in the registry skipped")
     lines += ["", "; ".join(notes) + "."]
-    for key, count in zip(usage.keyring.previous, usage.per_key[1:]):
+    for key, count, outside, places in zip(usage.keyring.previous, usage.per_key[1:],
+                                           usage.outside_password_fields[1:], usage.locations[1:]):
         if count:
-            lines.append(f"{key.label} ({key.fingerprint}) still authenticates {plural(count, 'value')}: "
-                         "run `toolkit keys rotate` before retiring it.")
+            elsewhere = f" ({outside} outside the registry's password fields)" if outside else ""
+            lines.append(f"{key.label} ({key.fingerprint}) still authenticates {plural(count, 'value')}{elsewhere}: "
+                         "run `toolkit keys rotate` before retiring it. Where:")
+            lines += [f"  {escape_name(str(where))}" for where in places]
+            if count > len(places):
+                lines.append(f"  … and {count - len(places)} more (`toolkit audit --code secret.stale-key` lists all)")
         else:
             lines.append(f"{key.label} ({key.fingerprint}) authenticates no value: it can be removed from ENCRYPTION_KEY_PREVIOUS.")
     if usage.undecryptable:
@@ -92,6 +99,11 @@ def render_status(usage) -> str:
         lines.append(f"{plural(usage.undecryptable, 'value')} {verb} under no key: "
                      "find them with `toolkit audit` (secret.undecryptable).")
     return "\n".join(lines)
+
+
+def escape_name(text: str) -> str:
+    """App ids and field names are customer data: no control character reaches the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def plural(count: int, noun: str) -> str:

@@ -94,6 +94,11 @@ def parse_ciphertext(value: str) -> Ciphertext:
     if parts is not None:
         iv, sealed = parts
         return Ciphertext(iv, sealed[-TAG_LENGTH:], sealed[:-TAG_LENGTH])
+    if not looks_damaged(value):
+        error = MalformedCiphertext("not a ciphertext: the value is not in the iv:authTag:ciphertext format "
+                                    "(a plaintext, if it came from a password field)")
+        error.reason = malformed_reason(value)
+        raise error
     raise _malformed(malformed_reason(value))
 
 
