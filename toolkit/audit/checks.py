@@ -25,6 +25,7 @@ Decisions this module owns (DESIGN.md §4.4 leaves them to us):
 
 from __future__ import annotations
 
+from ..crypto import split_strict
 from ..db.json_values import NOT_JSON, Unreadable, decode_config
 
 # The kinds keyring.inspect() reports (toolkit.crypto.KINDS).
@@ -210,3 +211,90 @@ def safe_name(key: str) -> str:
     except UnicodeEncodeError:
         key = key.encode("utf-8", "backslashreplace").decode("utf-8")
     return key
+
+
+# ---- one installation, all rules composed (the plain reference) ----------------------------
+
+def installation_problems(app, app_id: str, status: str, config, keyring, check_value,
+                          timestamps: str | None = None) -> list[tuple[str, str | None, str]]:
+    """Every per-row finding of DESIGN §4.4 for one installation: `(code, field, message)`.
+
+    The rules written plainly, one step per rule, for readers and for the differential
+    property test: `plan.Auditor` is the audit's fast path compiled from the same checks and
+    must report exactly these findings for every row (tests/test_audit_differential.py).
+    `app` is the registry's AppDefinition or None; `config` is `load_config`'s result;
+    `timestamps` the SQL's detail when updated_at < installed_at.
+    """
+    found = []
+    if timestamps:
+        found.append(("installation.timestamps", None, timestamps_problem(timestamps)))
+    if app is None:
+        found.append(("app.unknown", None, f"app '{safe_name(app_id)}' is not in the registry"))
+        if isinstance(config, dict):
+            found += _stale_values(config, keyring)
+        return found
+    if not isinstance(config, dict):
+        return found + [("config.not-object", None, config_not_object(config))]
+    fields = {field.key: field for field in app.fields}
+    bad = set()  # fields with a finding (status.not-configured needs them)
+    blank = set()  # password fields whose value decrypts to "": set, but not set
+    for key, value in config.items():
+        if key in fields:
+            continue
+        found.append(("field.unknown", safe_name(key), f"not a field of app '{app_id}'"))
+        if not isinstance(value, str):
+            found.append(("config.non-string", safe_name(key), config_non_string(value)))
+        else:
+            found += _stale_values({key: value}, keyring)
+        bad.add(key)
+    for field in app.fields:
+        key = field.key
+        if key not in config:
+            continue
+        value = config[key]
+        if not isinstance(value, str):
+            found.append(("config.non-string", key, config_non_string(value)))
+            bad.add(key)
+            continue
+        if is_blank(value):
+            continue
+        status_of_value = keyring.inspect(value)
+        if field.is_secret:
+            problems = secret_problems(status_of_value, len(keyring))
+            if status_of_value.decrypts:
+                if not status_of_value.plaintext:
+                    blank.add(key)
+                elif field.pattern is not None:
+                    message = decrypted_value_problem(check_value, field, status_of_value.plaintext)
+                    problems += [("field.invalid", message)] if message else []
+        elif status_of_value.decrypts:  # a ciphertext where the registry expects plain text
+            problems = [("field.unexpected-ciphertext", unexpected_ciphertext(status_of_value))]
+            stale = stale_key_problem(status_of_value)
+            problems += [("secret.stale-key", stale)] if stale else []
+        else:
+            message = check_value(field, value)
+            problems = [("field.invalid", message)] if message else []
+        for code, message in problems:
+            found.append((code, key, message))
+            bad.add(key)
+    if status == "configured":
+        for key in app.required_keys:
+            value = config.get(key)
+            if value is None or value == "" or key in blank:
+                found.append(("field.missing", key, missing_message(value)))
+    else:
+        message = not_configured(status, app.required_keys, config, bad | blank)
+        if message is not None:
+            found.append(("status.not-configured", None, message))
+    return found
+
+
+def _stale_values(config: dict, keyring) -> list[tuple[str, str, str]]:
+    """secret.stale-key for the ciphertexts of keys outside the registry's fields."""
+    found = []
+    for key, value in config.items():
+        if isinstance(value, str) and value:
+            message = stale_key_problem(keyring.inspect(value))
+            if message is not None and split_strict(value) is not None:
+                found.append(("secret.stale-key", safe_name(key), message))
+    return found
