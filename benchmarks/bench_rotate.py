@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _datagen  # noqa: E402
-from toolkit import rotation  # noqa: E402
+from toolkit.keys import rotation  # noqa: E402
 from toolkit.crypto import Keyring  # noqa: E402
 from toolkit.db import open_postgres  # noqa: E402
 from toolkit.registry import parse_registry  # noqa: E402

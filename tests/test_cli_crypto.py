@@ -197,7 +197,7 @@ def test_keys_status_counts_per_key(run, pg_url, tmp_path):
 def test_keys_status_pages_through_many_rows(pg_url, tmp_path):
     """Small pages, so the keyset walk crosses many page boundaries without losing a row."""
     from toolkit import db
-    from toolkit.crypto.key_usage import key_usage
+    from toolkit.keys.usage import key_usage
     from toolkit.registry import load_registry
 
     registry_path = tmp_path / "registry.json"

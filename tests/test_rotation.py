@@ -22,7 +22,8 @@ from test_rotation_seed import (
     seal,
     seed_stripe,
 )
-from toolkit import _rewrite, rotation
+from toolkit import _rewrite
+from toolkit.keys import rotation
 from toolkit.db import installations, open_postgres
 from toolkit.errors import ConfigError
 from toolkit.registry import parse_registry

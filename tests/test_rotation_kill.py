@@ -38,7 +38,8 @@ PAGE = 20
 # busy machine, so the app's writes land between a page's read and its write.
 DRIVER = """
 import collections, sys, time
-from toolkit import _rewrite, rotation
+from toolkit import _rewrite
+from toolkit.keys import rotation
 from toolkit.crypto import Keyring
 from toolkit.db import installations, open_postgres
 from toolkit.registry import load_registry

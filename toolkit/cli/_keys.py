@@ -54,7 +54,7 @@ def status(as_json):
       ENCRYPTION_KEY_PREVIOUS=<old> toolkit keys status
       toolkit keys status --json | jq '.keys'
     """
-    from ..crypto.key_usage import key_usage
+    from ..keys.usage import key_usage
 
     context = get_context()
     keyring = context.keyring

@@ -48,7 +48,7 @@ def repair(fixes, dry_run, yes, batch_size, max_retries, as_json):
     database = context.database
     if not dry_run:
         confirm_or_refuse(f"Apply {', '.join(fixes)} to {describe(database)}?", yes=yes, what="repair")
-    from ..rotation import count_rows
+    from ..keys.rotation import count_rows
 
     with progress_bar(lambda: count_rows(database), "repairing" if not dry_run else "dry run") as advance:
         report = repairs.repair(database, registry, keyring, fixes, dry_run=dry_run, batch_size=batch_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..rotation import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from ..keys.rotation import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from ._context import get_context
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
@@ -41,7 +41,7 @@ def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, as_j
       toolkit keys rotate --dry-run
       toolkit keys rotate --yes --json
     """
-    from .. import rotation
+    from ..keys import rotation
     from ..db import describe
 
     context = get_context()

@@ -1,4 +1,4 @@
-"""`KeyStatus`: which key authenticates how many stored secrets (toolkit.crypto.key_usage).
+"""`KeyStatus`: which key authenticates how many stored secrets (toolkit.keys.usage).
 
 Keys are shown by label and fingerprint only, never their material.
 """

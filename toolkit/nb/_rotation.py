@@ -1,4 +1,4 @@
-"""`RotationPlan`: what a key rotation would do, from `toolkit.rotation.rotate(dry_run=True)`.
+"""`RotationPlan`: what a key rotation would do, from `toolkit.keys.rotation.rotate(dry_run=True)`.
 
 Only counts are shown — no timings (they differ run to run), no values.
 """

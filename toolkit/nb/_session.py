@@ -168,7 +168,7 @@ class Session:
 
     def key_status(self):
         """How many stored secrets each key authenticates (what `toolkit keys status` counts)."""
-        from ..crypto.key_usage import key_usage
+        from ..keys.usage import key_usage
         from ._keys import KeyStatus
 
         keyring = self.keyring
@@ -177,7 +177,7 @@ class Session:
 
     def rotation_dry_run(self, *, include_current: bool = False):
         """What `toolkit keys rotate` would re-encrypt; changes nothing."""
-        from ..rotation import rotate
+        from ..keys.rotation import rotate
         from ._rotation import RotationPlan
 
         report = rotate(self.database, self.registry, self.keyring, dry_run=True, include_current=include_current)

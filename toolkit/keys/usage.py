@@ -14,9 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-from ._format import split_strict
-from ._keyring import MALFORMED, PLAINTEXT, UNDECRYPTABLE, Keyring
-from ._keys import Key
+from ..crypto import Key, Keyring, split_strict
+from ..crypto._keyring import MALFORMED, PLAINTEXT, UNDECRYPTABLE
 
 PAGE_SIZE = 5000
 LOCATIONS_KEPT = 20  # per key: where its values sit, for "keys status" to name

@@ -28,10 +28,10 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import _rewrite
-from .db import installations
-from .crypto import Keyring, format_ciphertext, split_strict
-from .errors import ConfigError
+from .. import _rewrite
+from ..db import installations
+from ..crypto import Keyring, format_ciphertext, split_strict
+from ..errors import ConfigError
 
 ROTATED = "rotated"
 CURRENT = "current"
