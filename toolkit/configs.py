@@ -37,6 +37,7 @@ import peewee
 from peewee import EXCLUDED, Cast, Value, fn
 
 from .db import APP_STATUSES, AppInstallation, is_postgres, read_only, translate_errors
+from .db.json_values import decode_config
 from .errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
 from .registry import (
     CONFIG_NON_STRING,
@@ -345,10 +346,9 @@ class ConfigService:
         if row is None:
             return None
         id_, user_id, app_id, status, raw, installed_at, updated_at = row
-        try:
-            config = json.loads(raw) if raw is not None else None
-        except ValueError:
-            config = raw  # not JSON at all (SQLite): a config.not-object for the caller
+        # The one decoder: a config too deep or not JSON reads as Unreadable, which every
+        # write refuses (config.not-object) rather than crash or rewrite it.
+        config = None if raw is None else decode_config(raw)
         as_datetime = AppInstallation.updated_at.python_value
         return _Row(id_, user_id, app_id, status, config, raw, as_datetime(installed_at), as_datetime(updated_at))
 
