@@ -19,7 +19,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ... import inspection
 from ...db import APP_STATUSES
@@ -27,7 +27,7 @@ from ...errors import ToolkitError
 from .. import cells
 from ..config_view import row_cells, state_words
 from ..messages import Written
-from ..widgets import DatabaseBanner, RevealedValues, TopBar
+from ..widgets import DatabaseBanner, RevealedValues, StableFooter, TopBar
 from ..workers import DataScreen
 from .modals import ChoiceScreen, ConfirmScreen, InputScreen
 
@@ -60,7 +60,7 @@ class InstallationScreen(DataScreen):
         table.add_columns("Field", "Key", "Type", "Value")
         yield table
         yield RevealedValues(id="revealed")
-        yield Footer()
+        yield StableFooter()
 
     def on_mount(self) -> None:
         self.query_one("#config", DataTable).focus()
