@@ -412,7 +412,7 @@ async def test_every_action_is_in_the_command_palette(seeded, settings):
         app.open_installation(1)
         await settle(pilot)
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Reveal secret", "Copy revealed", "Back"} <= titles
+        assert {"Reveal/hide secret", "Copy revealed", "Back"} <= titles
         assert "Uninstall" not in titles and "Screenshot with revealed values" not in titles
         await pilot.press("v", "y")
         await settle(pilot)

@@ -226,3 +226,27 @@ def test_a_broken_preferences_file_means_the_defaults(settings):
     assert preferences.load(settings) == {}
     preferences.save(settings, {"theme": "nord", "other": "x"})
     assert preferences.load(settings) == {"theme": "nord"}
+
+
+@run_async
+async def test_a_revealed_value_replaces_its_mask_in_its_row_until_hidden(seeded, settings):
+    from test_browse_seed import SECRET_STRIPE
+
+    from toolkit.crypto import mask
+
+    app = make_app(seeded, settings)
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot)
+        app.open_installation(1)
+        await settle(pilot)
+        table = app.screen.query_one("#config")
+        value = lambda: str(table.get_row("apiKey")[3])  # noqa: E731
+        assert value().startswith(mask(SECRET_STRIPE, 4)) and SECRET_STRIPE not in value()  # the CLI's mask
+        await pilot.press("v", "y")  # reveal, confirm
+        await settle(pilot)
+        assert value().startswith(SECRET_STRIPE)
+        assert SECRET_STRIPE not in app.export_screenshot()  # the capture shows the mask
+        assert value().startswith(SECRET_STRIPE)  # and the row shows the value again afterwards
+        await pilot.press("v")  # hides it
+        await settle(pilot)
+        assert value().startswith(mask(SECRET_STRIPE, 4)) and SECRET_STRIPE not in screen_text(app)

@@ -212,15 +212,20 @@ class DashboardApp(App):
     @contextlib.contextmanager
     def _redacted(self):
         widgets = [w for screen in self._all_screens() for w in screen.query(RevealedValues)]
+        tables = [screen for screen in self._all_screens() if hasattr(screen, "mask_revealed")]
         self.capturing_redacted = True
         for widget in widgets:
             widget.refresh()  # marks it dirty now: the capture below re-renders it masked
+        for screen in tables:
+            screen.mask_revealed(True)  # a revealed value in its row shows its mask again
         try:
             yield
         finally:
             self.capturing_redacted = False
             for widget in widgets:
                 widget.refresh()
+            for screen in tables:
+                screen.mask_revealed(False)
 
     def screenshot_with_secrets(self) -> None:
         self.include_secrets_in_screenshot = True
