@@ -106,6 +106,11 @@ ensure_pgbouncer() {
     "$REPO_ROOT/scripts/start-pgbouncer" || missing "PgBouncer did not start" || true
 }
 
+# tmux: the dashboard's real-terminal tests (80×24) run it in a tmux pane.
+ensure_tmux() {
+    command -v tmux >/dev/null 2>&1 || ( apt_install tmux ) || missing "tmux could not be installed"
+}
+
 # drizzle-kit, drizzle-orm and pg for the interop tests, exactly as package-lock.json pins them.
 ensure_node_modules() {
     local dir="$REPO_ROOT/tests/node" stamp hash

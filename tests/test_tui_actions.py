@@ -71,7 +71,7 @@ async def test_f_lists_a_codes_installations_and_the_list_marks_findings(seeded,
         assert isinstance(app.screen, InstallationsScreen)
         table = app.screen.query_one(PageTable)
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["3"]
-        assert "●" in str(table.get_row_at(0)[6])
+        assert "●" in str(table.get_row_at(0)[4])
         shown = screen_text(app)
         assert "findings: ● " in shown  # the overview strip counts findings by severity
         # The filter line accepts codes too.

@@ -12,7 +12,7 @@ from toolkit.tui.widgets.page_table import _fit
 
 def test_fit_crops_pads_and_keeps_markup_literal():
     console = Console()
-    assert "".join(s.text for s in _fit(Text("alice@example.com"), 5, console)) == "alice"
+    assert "".join(s.text for s in _fit(Text("alice@example.com"), 5, console)) == "alic…"  # cropped with an ellipsis: the cell visibly goes on
     assert "".join(s.text for s in _fit(Text("7", justify="right"), 4, console)) == "   7"
     assert "".join(s.text for s in _fit(Text("ok"), 4, console)) == "ok  "
     assert "".join(s.text for s in _fit(Text("[red]x[/]"), 12, console)) == "[red]x[/]   "

@@ -102,3 +102,34 @@ def test_cells_are_text_never_markup():
     assert isinstance(cell, Text) and cell.plain == "[bold]x[/]⏎line" and not cell.spans
     assert cells.text(None).plain == "—"
     assert cells.text({"a": 1}).plain == '{"a": 1}'
+
+
+def test_filter_takes_ids_and_comma_lists():
+    from toolkit.tui.filters import resolve_apps
+
+    query = parse_filter("id:12,13 app:stripe,GitHub status:installed,configured")
+    assert query.ids == (12, 13) and query.app == "stripe,GitHub"
+    assert parse_filter(query.text()) == query
+    assert resolve_apps(query.app, {"stripe": "Stripe", "gh": "GitHub"}) == ("stripe", "gh")
+    for wrong in ("id:x", "status:installed,broken"):
+        with pytest.raises(UsageError):
+            parse_filter(wrong)
+
+
+@pytest.mark.parametrize("typed, completed", [
+    ("st", "status:"),
+    ("app:str", "app:stripe"),
+    ("app:stripe,SL", "app:stripe,SLack"),
+    ("alice code:secret.pl", "alice code:secret.plaintext"),
+    ("status:conf", "status:configured"),
+    ("app:stripe", None),  # already whole
+    ("zzz", None),
+    ("app:nothing", None),
+    ("", None),
+])
+def test_completion_finishes_the_last_word(typed, completed):
+    from toolkit.tui.filters import complete
+
+    values = {"app": ["stripe", "slack", "Stripe"], "code": ["secret.plaintext", "secret.malformed"],
+              "status": ["installed", "configured"]}
+    assert complete(typed, values) == completed

@@ -13,24 +13,32 @@ row (only how many fields are set). Works on PostgreSQL and SQLite. No Textual h
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import json
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
-from peewee import JOIN, SQL, NodeList, Tuple, Value, fn
+from peewee import JOIN, SQL, Field, NodeList, Tuple, Value, fn
 
 from .db import APP_STATUSES, ROLES, USER_DISPLAY_FIELDS, AppInstallation, User, is_postgres, read_only, translate_errors
 from .db.json_values import decode_config
 from .errors import NotFound, UsageError
 
 __all__ = [
-    "DEFAULT_PAGE_SIZE", "INSTALLATION_SORTS", "USER_SORTS", "Cursor",
-    "InstallationFilter", "InstallationRow", "Overview", "Page", "Sort", "UserFilter", "UserRow",
-    "count_fields_set", "list_installations", "list_users", "overview",
+    "COUNT_CAP", "DEFAULT_PAGE_SIZE", "EXPORT_FORMATS", "INSTALLATION_SORTS", "USER_SORTS", "Cursor",
+    "InstallationFilter", "InstallationRow", "MatchCount", "Overview", "Page", "Sort", "UserFilter", "UserRow",
+    "count_fields_set", "count_installations", "export_installations", "iter_installations",
+    "list_installations", "list_users", "overview",
 ]
 
 DEFAULT_PAGE_SIZE = 100
+# Counting matches stops here: a count is a scan of every matching row, and "more than 10,000"
+# is all an operator needs to know that the filter is too wide (the unfiltered total comes
+# exact from the overview). A capped count reads at most COUNT_CAP + 1 rows whatever the table.
+COUNT_CAP = 10_000
+EXPORT_FORMATS = ("csv", "json")
 
 
 # --- what the caller asks for ---------------------------------------------------------------
@@ -50,20 +58,29 @@ class Sort:
 
 @dataclasses.dataclass(frozen=True)
 class InstallationFilter:
-    app_id: str | None = None
-    status: str | None = None
+    # One app id or status, or a tuple of them (the CLI's comma lists: any of them matches).
+    app_id: str | tuple[str, ...] | None = None
+    status: str | tuple[str, ...] | None = None
     email: str | None = None  # substring, case-insensitive
     user_id: int | None = None
     # From an audit report (finding code -> installation ids); None means "no such filter".
     installation_ids: frozenset[int] | None = None
 
     def __post_init__(self):
-        if self.status is not None and self.status not in APP_STATUSES:
-            raise UsageError(f"status must be one of {', '.join(APP_STATUSES)}, got {self.status!r}")
+        for status in _many(self.status):
+            if status not in APP_STATUSES:
+                raise UsageError(f"status must be one of {', '.join(APP_STATUSES)}, got {status!r}")
 
     @property
     def is_empty(self) -> bool:
         return self == InstallationFilter()
+
+
+def _many(value) -> tuple:
+    """None, one value or a tuple of them, as a tuple."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,15 +133,30 @@ class Page:
     has_next: bool
     has_prev: bool
     sort: Sort
-    key: Callable[[Any], Cursor] = dataclasses.field(repr=False, compare=False, default=None)
+    # The sort key of each row as the database computed it (e.g. lower(email)): the cursor of
+    # the next page must compare as the database orders, not as Python would lower-case.
+    cursors: tuple = dataclasses.field(repr=False, compare=False, default=())
 
     @property
     def first(self) -> Cursor | None:
-        return self.key(self.rows[0]) if self.rows else None
+        return self.cursors[0] if self.cursors else None
 
     @property
     def last(self) -> Cursor | None:
-        return self.key(self.rows[-1]) if self.rows else None
+        return self.cursors[-1] if self.cursors else None
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchCount:
+    """How many rows a filter matches: exact, or at least `count` when the counting stopped at the cap."""
+
+    count: int
+    exact: bool = True
+
+    def describe(self, noun: str) -> str:
+        if self.exact:
+            return f"{self.count:,} {noun if self.count != 1 else noun.rstrip('s')} match"
+        return f"more than {self.count:,} {noun} match"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,14 +172,16 @@ class Overview:
 
 @dataclasses.dataclass(frozen=True)
 class _SortColumn:
-    expression: Any
+    expression: Any  # what ORDER BY sorts on; selected too, so the cursor holds the database's value
     nullable: bool
-    attribute: str  # the row attribute that holds the sort value
+    attribute: str  # the row attribute the column shows
 
 
 INSTALLATION_SORTS = {
     "id": _SortColumn(AppInstallation.id, False, "id"),
-    "email": _SortColumn(User.email, False, "email"),
+    # Case-insensitive, as operators read emails (Alice@… beside alice@…). On a big table this
+    # wants an index on lower(email) (benchmarks/bench_dashboard.py lists it).
+    "email": _SortColumn(fn.LOWER(User.email), False, "email"),
     "app": _SortColumn(AppInstallation.app_id, False, "app_id"),
     "status": _SortColumn(AppInstallation.status, False, "status"),
     "installed": _SortColumn(AppInstallation.installed_at, True, "installed_at"),
@@ -156,7 +190,7 @@ INSTALLATION_SORTS = {
 
 USER_SORTS = {
     "id": _SortColumn(User.id, False, "id"),
-    "email": _SortColumn(User.email, False, "email"),
+    "email": _SortColumn(fn.LOWER(User.email), False, "email"),
     "name": _SortColumn(User.name, True, "name"),
     "role": _SortColumn(User.role, False, "role"),
     "created": _SortColumn(User.created_at, True, "created_at"),
@@ -190,7 +224,7 @@ def list_installations(
     """
     column = _sort_column(INSTALLATION_SORTS, sort)
     if filters.installation_ids is not None and not filters.installation_ids:
-        return Page((), False, False, sort, _cursor_of(column))
+        return Page((), False, False, sort)
     query = (
         AppInstallation.select(
             AppInstallation.id, AppInstallation.user_id, User.email, AppInstallation.app_id,
@@ -252,6 +286,74 @@ def list_users(
     )
 
 
+def count_installations(database, filters: InstallationFilter = InstallationFilter(), *,
+                        cap: int | None = COUNT_CAP) -> MatchCount:
+    """How many installations match `filters`: `count(*)` over the same WHERE as the list,
+    stopped after `cap` rows (None: exact, whatever it costs)."""
+    if filters.installation_ids is not None and not filters.installation_ids:
+        return MatchCount(0)
+    inner = AppInstallation.select(SQL("1"))
+    if filters.email:  # every installation has its user (a foreign key): join only to filter by email
+        inner = inner.join(User, on=(AppInstallation.user == User.id))
+    for condition in _installation_conditions(filters, database):
+        inner = inner.where(condition)
+    if cap is not None:
+        inner = inner.limit(cap + 1)
+    query = AppInstallation.select(fn.COUNT(SQL("*"))).from_(inner.alias("matches"))
+    with translate_errors(database), read_only(database):
+        count = query.bind(database).scalar() or 0
+    if cap is not None and count > cap:
+        return MatchCount(cap, exact=False)
+    return MatchCount(count)
+
+
+def iter_installations(database, filters: InstallationFilter = InstallationFilter(), sort: Sort = Sort(),
+                       *, page_size: int = 1000) -> Iterator[InstallationRow]:
+    """Every matching row in display order, one keyset page (one short read) at a time."""
+    page = list_installations(database, filters, sort, limit=page_size)
+    while True:
+        yield from page.rows
+        if not page.has_next:
+            return
+        page = list_installations(database, filters, sort, after=page.last, limit=page_size)
+
+
+EXPORT_COLUMNS = tuple(field.name for field in dataclasses.fields(InstallationRow))
+
+
+def export_installations(database, path: Path, fmt: str, filters: InstallationFilter = InstallationFilter(),
+                         sort: Sort = Sort()) -> int:
+    """Write the list the dashboard shows (every page, not only the one on screen) to `path`
+    as CSV or JSON; returns the number of rows. No config value is written (the list holds
+    none: only how many fields are set)."""
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"cannot export as {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    rows = (_export_record(row) for row in iter_installations(database, filters, sort))
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        if fmt == "csv":
+            writer = csv.DictWriter(out, EXPORT_COLUMNS)
+            writer.writeheader()
+            for record in rows:
+                writer.writerow(record)
+                count += 1
+        else:
+            out.write("[")
+            for record in rows:
+                out.write(("," if count else "") + "\n" + json.dumps(record, ensure_ascii=False))
+                count += 1
+            out.write("\n]\n")
+    return count
+
+
+def _export_record(row: InstallationRow) -> dict:
+    record = dataclasses.asdict(row)
+    for name in ("installed_at", "updated_at"):
+        if record[name] is not None:
+            record[name] = record[name].isoformat()
+    return record
+
+
 def overview(database, filters: InstallationFilter | None = None) -> Overview:
     """Counts by status and by app (one GROUP BY), and the number of users."""
     query = AppInstallation.select(AppInstallation.app_id, AppInstallation.status, fn.COUNT(SQL("*")))
@@ -295,6 +397,7 @@ def _keyset_page(database, query, column, pk, sort, make_row, *, after, before, 
     walk_descending = sort.descending != backwards
     need = limit + 1  # one extra row tells whether there is more beyond this page
     records = []
+    query = query.select_extend(column.expression.alias("sort_key"), pk.alias("sort_id"))
     with translate_errors(database), read_only(database):
         for segment in _segments(column, pk, cursor, backwards, walk_descending):
             if len(records) >= need:
@@ -303,13 +406,15 @@ def _keyset_page(database, query, column, pk, sort, make_row, *, after, before, 
             segment_query = segment_query.order_by(*segment.order).limit(need - len(records))
             records.extend(segment_query.bind(database).tuples())
     more = len(records) > limit
-    rows = [make_row(record) for record in records[:limit]]
+    records = records[:limit]
     if backwards:
-        rows.reverse()
+        records.reverse()
         has_next, has_prev = before is not None, more
     else:
         has_next, has_prev = more, after is not None
-    return Page(tuple(rows), has_next, has_prev, sort, _cursor_of(column))
+    rows = tuple(make_row(record[:-2]) for record in records)
+    cursors = tuple(Cursor(record[-2], record[-1]) for record in records)
+    return Page(rows, has_next, has_prev, sort, cursors)
 
 
 @dataclasses.dataclass
@@ -355,11 +460,7 @@ def _segments(column, pk, cursor, backwards, descending):
 def _converter(expression):
     # Parameters compared with a column go through the column's own conversion
     # (datetimes become the text SQLite stores; enum labels are checked).
-    return getattr(expression, "db_value", None)
-
-
-def _cursor_of(column) -> Callable[[Any], Cursor]:
-    return lambda row: Cursor(getattr(row, column.attribute), row.id)
+    return expression.db_value if isinstance(expression, Field) else None
 
 
 # --- filters and values ---------------------------------------------------------------------
@@ -367,10 +468,12 @@ def _cursor_of(column) -> Callable[[Any], Cursor]:
 
 def _installation_conditions(filters: InstallationFilter, database) -> list:
     conditions = []
-    if filters.app_id:
-        conditions.append(AppInstallation.app_id == filters.app_id)
-    if filters.status:
-        conditions.append(AppInstallation.status == filters.status)
+    apps, statuses = _many(filters.app_id), _many(filters.status)
+    if apps:
+        conditions.append(AppInstallation.app_id == apps[0] if len(apps) == 1 else AppInstallation.app_id.in_(apps))
+    if statuses:
+        conditions.append(AppInstallation.status == statuses[0] if len(statuses) == 1
+                          else AppInstallation.status.in_(statuses))
     if filters.email:
         conditions.append(User.email.contains(filters.email))
     if filters.user_id is not None:

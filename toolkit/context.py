@@ -67,7 +67,7 @@ class Context:
             else:
                 raise ConfigError(
                     "no registry file: set TOOLKIT_REGISTRY (or --registry) to the app registry's JSON",
-                    hint="see README, 'Exporting the registry'",
+                    hint="see README, 'The registry'",
                 )
         return load_registry(path)
 

@@ -27,12 +27,15 @@ TOOLKIT_IV_LENGTH = "TOOLKIT_IV_LENGTH"  # 16 (the app's default) or 12
 TOOLKIT_ACCESS_LOG = "TOOLKIT_ACCESS_LOG"  # path of the reveal log (JSON lines)
 TOOLKIT_DATA_DIR = "TOOLKIT_DATA_DIR"  # where the demo database lives
 TOOLKIT_MASK_VISIBLE = "TOOLKIT_MASK_VISIBLE"  # how many trailing characters a mask shows
+TOOLKIT_EXPORT_DIR = "TOOLKIT_EXPORT_DIR"  # where the dashboard saves exports and screenshots
+TOOLKIT_CONFIG_DIR = "TOOLKIT_CONFIG_DIR"  # where the dashboard keeps its preferences
 
 ALL_VARIABLES = (
     DATABASE_URL, DIRECT_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, TOOLKIT_REGISTRY,
     TOOLKIT_KEY_DERIVATION, TOOLKIT_KEY_SALT, TOOLKIT_IV_LENGTH, TOOLKIT_ACCESS_LOG,
-    TOOLKIT_DATA_DIR, TOOLKIT_MASK_VISIBLE,
+    TOOLKIT_DATA_DIR, TOOLKIT_MASK_VISIBLE, TOOLKIT_EXPORT_DIR, TOOLKIT_CONFIG_DIR,
 )
+APP_NAME = "installation-toolkit"  # the platformdirs name of the user's data, state and config dirs
 
 KEY_DERIVATIONS = ("hex", "raw", "sha256", "scrypt")
 
@@ -51,6 +54,24 @@ class Settings:
     access_log: Path | None = None
     data_dir: Path | None = None
     mask_visible: int = 4
+    export_dir: Path | None = None
+    config_dir: Path | None = None
+
+    def export_directory(self) -> Path:
+        """Where exports and screenshots go: TOOLKIT_EXPORT_DIR, else `exports` in the user data dir."""
+        if self.export_dir is not None:
+            return self.export_dir
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir(APP_NAME)) / "exports"
+
+    def config_directory(self) -> Path:
+        """Where preferences live: TOOLKIT_CONFIG_DIR, else the user config dir."""
+        if self.config_dir is not None:
+            return self.config_dir
+        import platformdirs
+
+        return Path(platformdirs.user_config_dir(APP_NAME))
 
     @property
     def uses_demo(self) -> bool:
@@ -119,5 +140,7 @@ def load_settings(cwd: Path | None = None, environ: dict | None = None, **overri
         access_log=path(TOOLKIT_ACCESS_LOG),
         data_dir=path(TOOLKIT_DATA_DIR),
         mask_visible=integer(TOOLKIT_MASK_VISIBLE, 4, allowed=range(0, 65)),
+        export_dir=path(TOOLKIT_EXPORT_DIR),
+        config_dir=path(TOOLKIT_CONFIG_DIR),
     )
     return settings.with_overrides(**overrides)

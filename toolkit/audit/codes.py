@@ -49,7 +49,8 @@ _TABLE = (
     _code("config.non-string", ERROR, "a config value is not a string",
           "The app expects Record<string, string>: store the value as a string (or remove the key)."),
     _code("field.unknown", WARNING, "a key the app's registry entry does not define",
-          "Remove the key, or add the field to the app's registry if the app really uses it."),
+          "Remove the key (toolkit repair --fix field.unknown), or add the field to the app's registry "
+          "if the app really uses it."),
     _code("field.missing", ERROR, "a required field is absent or empty on a configured installation",
           "Ask the customer to complete the settings, or set the status back to installed.",
           statuses=("configured",)),
@@ -58,7 +59,7 @@ _TABLE = (
     _code("field.unexpected-ciphertext", WARNING, "a non-password field holds a value that decrypts",
           "The field was encrypted by mistake: decrypt it (toolkit decrypt) and store the plain value."),
     _code("secret.plaintext", ERROR, "a password field's value is not in the encrypted format",
-          "Encrypt it with the current key (toolkit encrypt, or re-save it in the app)."),
+          "Encrypt it with the current key: toolkit repair --fix secret.plaintext (or re-save it in the app)."),
     _code("secret.malformed", ERROR, "iv:tag:ciphertext shape, but bad hex, IV not 12/16 bytes or tag not 16 bytes",
           "The value was damaged (truncated or edited): ask the customer to enter the secret again."),
     _code("secret.undecryptable", ERROR, "no key in the keyring authenticates it (wrong key or tampered)",
@@ -67,10 +68,11 @@ _TABLE = (
     _code("secret.stale-key", WARNING, "it decrypts only with a previous key",
           "Rotate it to the current key: toolkit keys rotate."),
     _code("secret.nonce-reuse", ERROR, "the same IV appears in two or more ciphertexts under one key",
-          "Re-encrypt the affected values with fresh random IVs (toolkit keys rotate re-encrypts) "
-          "and fix the writer that reused the IV."),
+          "Re-encrypt the affected values with fresh random IVs: toolkit keys rotate --include-current; "
+          "then fix the writer that reused the IV."),
     _code("status.not-configured", INFO, "status is installed but every required field is present and valid",
-          "Set the status to configured if the customer finished the setup.", statuses=("installed",)),
+          "Set the status to configured if the customer finished the setup: "
+          "toolkit repair --fix status.not-configured.", statuses=("installed",)),
     _code("installation.timestamps", WARNING, "updated_at is earlier than installed_at",
           "Check the writer that set the timestamps; set updated_at to now() on the next write.",
           reads=(TIMESTAMPS,)),

@@ -50,6 +50,7 @@ def check(path, as_json, strict):
         elif isinstance(exc, RegistryStructureError) and len(problems) > 1:
             for problem in problems:
                 click.echo(f"  {problem}", err=True)
+        exc.hint = None  # "run `toolkit registry check`" — this is that command, and the list is above
         raise  # the one-line error and exit code 2
 
     if as_json:

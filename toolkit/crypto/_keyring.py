@@ -190,6 +190,11 @@ class Keyring:
                 continue
             return Decrypted(Secret.from_bytes(plaintext, self.mask_visible), key, key.index)
         tried = ", ".join(str(k) for k in self.keys)
+        if self.is_demo:  # ENCRYPTION_KEY unset on the demo database: the real key is what is missing
+            raise UndecryptableError(
+                f"the toolkit's demo keys do not authenticate this value (tried {tried})",
+                hint="ENCRYPTION_KEY is not set, so the demo keys were used: set ENCRYPTION_KEY to the app's key",
+            )
         raise UndecryptableError(
             f"no key in the keyring authenticates this value (wrong key or tampered value; tried {tried})",
             hint="set ENCRYPTION_KEY_PREVIOUS if it was written under an older key",

@@ -2,7 +2,7 @@
 for a field. The audit calls `check_value` on every stored value (millions of them), so it is
 plain Python over precompiled regexes: no marshmallow, no allocation on the happy path.
 
-Rules (decided here, documented in README "Field types"):
+Rules (decided here, documented in README "The registry"):
 
 - Empty strings are not judged: `check_value(field, "")` is None. Whether a field may be
   empty is the `required` rule's business (`field.missing`), as in the app, whose form sends

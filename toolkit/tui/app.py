@@ -5,7 +5,9 @@ and screenshots that keep revealed secrets out unless asked.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections import defaultdict
+from pathlib import Path
 from typing import Iterable
 
 from textual.app import App, SystemCommand
@@ -13,6 +15,7 @@ from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
 
+from . import preferences
 from .filters import FilterQuery
 from .messages import DatabaseFailed, DatabaseOk, ReportChanged
 from .screens.audit import AuditScreen
@@ -52,6 +55,42 @@ class DashboardApp(App):
         self._health_seconds = health_check_seconds
         self._health_timer = None
         self.sub_title = ("DEMO · " if source.is_demo else "") + ("write mode" if write else "read-only")
+        self.preferences = preferences.load(source.settings)
+
+    def on_mount(self) -> None:
+        theme = self.preferences.get("theme")
+        if theme in self.available_themes:
+            self.theme = theme
+        self.theme_changed_signal.subscribe(self, self._save_theme)
+
+    def _save_theme(self, theme) -> None:
+        if self.preferences.get("theme") == theme.name:
+            return
+        self.preferences["theme"] = theme.name
+        try:
+            preferences.save(self.source.settings, self.preferences)
+        except OSError as exc:
+            self.notify(f"The theme is not saved: {exc}", severity="warning", markup=False)
+
+    # --- files: exports and screenshots ---------------------------------------------------
+    def export_folder(self) -> Path:
+        """TOOLKIT_EXPORT_DIR or the user data dir's `exports`, created if missing."""
+        folder = self.source.settings.export_directory()
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Save the SVG in the export folder (Textual's default, ~/Downloads, may not exist) and say where."""
+        try:
+            folder = Path(path) if path else self.export_folder()
+            target = folder / (filename or f"dashboard-{dt.datetime.now():%Y%m%d-%H%M%S}.svg")
+            target.write_text(self.export_screenshot(), encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"Screenshot not saved: {exc}", title="Screenshot", severity="error", markup=False)
+            return None
+        self.notify(f"Saved to {target}", title="Screenshot", markup=False)
+        return str(target)
 
     # --- navigation -------------------------------------------------------------------
     def open_installation(self, installation_id: int) -> None:
@@ -173,15 +212,20 @@ class DashboardApp(App):
     @contextlib.contextmanager
     def _redacted(self):
         widgets = [w for screen in self._all_screens() for w in screen.query(RevealedValues)]
+        tables = [screen for screen in self._all_screens() if hasattr(screen, "mask_revealed")]
         self.capturing_redacted = True
         for widget in widgets:
             widget.refresh()  # marks it dirty now: the capture below re-renders it masked
+        for screen in tables:
+            screen.mask_revealed(True)  # a revealed value in its row shows its mask again
         try:
             yield
         finally:
             self.capturing_redacted = False
             for widget in widgets:
                 widget.refresh()
+            for screen in tables:
+                screen.mask_revealed(False)
 
     def screenshot_with_secrets(self) -> None:
         self.include_secrets_in_screenshot = True

@@ -3,9 +3,9 @@
 The model — which fields, in which order, what each value is, what is masked — is
 `toolkit.inspection`'s, shared with `toolkit show` and the notebooks. This module only
 decides how a field looks here: every cell is rich `Text` (never markup, so a stored
-`[bold]` stays literal), and a masked value shows dots and how it is stored, nothing of the
-value itself — not even the last characters `show` prints, since a dashboard is on screen
-for anyone passing by.
+`[bold]` stays literal), and a masked value shows `Secret.masked` — the one mask of the CLI
+and the notebooks (`••••••3f9a`, TOOLKIT_MASK_VISIBLE characters) — and how it is stored.
+A value the operator revealed replaces its mask in its row until it is hidden again.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 from rich.text import Text
 
 from .. import inspection
-from ..crypto import mask
+from ..crypto import Secret, mask
 from . import cells
 
-DOTS_MASK = mask("", 0)  # dots only: nothing of the value, not even its length
+DOTS_MASK = mask("", 0)  # a masked value with nothing to decrypt (malformed, no key…)
 
 # How a masked value is stored, in a few words (the state's meaning, not its value).
 _STATE_WORDS = {
@@ -41,12 +41,22 @@ def state_words(field: inspection.FieldView) -> str:
     return _STATE_WORDS.get(field.state, field.state)
 
 
-def value_cell(field: inspection.FieldView) -> Text:
+def masked_text(field: inspection.FieldView) -> str:
+    """The field's mask: the Secret's own (with its tail) when it decrypted, dots otherwise."""
+    return field.value.masked if isinstance(field.value, Secret) else DOTS_MASK
+
+
+def value_cell(field: inspection.FieldView, revealed=None) -> Text:
+    """`revealed`: the field's Secret when the operator revealed it (shown instead of the mask)."""
     if field.state == inspection.ABSENT:
         return Text(inspection.NOT_SET, style="dim")
+    if revealed is not None:
+        shown = cells.text(revealed.reveal(), "reverse")
+        shown.append("  revealed (v hides)", style="dim")
+        return shown
     if field.masked:
         words = state_words(field)
-        shown = Text(DOTS_MASK, style="bold")
+        shown = Text(masked_text(field), style="bold")
         shown.append(f"  {words}", style="dim" if words.startswith("encrypted") else "yellow")
         return shown
     if field.state == inspection.NON_STRING:
@@ -54,11 +64,11 @@ def value_cell(field: inspection.FieldView) -> Text:
     return cells.text(field.value)
 
 
-def row_cells(field: inspection.FieldView) -> tuple[Text, Text, Text, Text]:
+def row_cells(field: inspection.FieldView, revealed=None) -> tuple[Text, Text, Text, Text]:
     """Field, Key, Type, Value — the installation screen's columns."""
     return (
         cells.text(field.label, "bold" if field.masked else ""),
         cells.text(field.key),
         cells.text(field.type, "yellow" if field.type == "unknown" else "dim"),
-        value_cell(field),
+        value_cell(field, revealed),
     )

@@ -1,13 +1,15 @@
 """The filter line behind `/`: `app:stripe status:configured code:secret.plaintext alice`.
 
-    app:ID|NAME        an app id or its registry name (any case)
-    status:S           installed | configured
+    id:N[,N…]          those installations (a support ticket's id): one id opens it
+    app:ID|NAME[,…]    an app id or its registry name (any case); a comma list matches any
+    status:S[,S]       installed | configured
     email:TEXT         part of the user's email (bare words mean the same)
-    code:CODE          installations with a finding of that code (after an audit); code:any = any finding
+    code:CODE[,…]      installations with a finding of that code (after an audit); code:any = any finding
     user:ID            one user (installations: that user's; users list: that user)
     role:R             (users list) admin | customer
 
-Pure functions: text in, a FilterQuery or a UsageError out.
+Comma lists are the CLI's form (`toolkit audit --app stripe,slack`). Pure functions: text in,
+a FilterQuery or a UsageError out; `complete()` finishes the word being typed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shlex
 from ..db import APP_STATUSES, ROLES
 from ..errors import UsageError
 
-KEYS = ("app", "status", "email", "code", "user", "role")
+KEYS = ("id", "app", "status", "email", "code", "user", "role")
 ANY_FINDING = "any"
 
 
@@ -30,6 +32,7 @@ class FilterQuery:
     code: str | None = None
     user_id: int | None = None
     role: str | None = None
+    ids: tuple[int, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -38,7 +41,8 @@ class FilterQuery:
     def text(self) -> str:
         """The line that parses back to this query (shown in the input when it reopens)."""
         parts = []
-        for key, value in (("app", self.app), ("status", self.status), ("code", self.code),
+        ids = ",".join(map(str, self.ids)) if self.ids else None
+        for key, value in (("id", ids), ("app", self.app), ("status", self.status), ("code", self.code),
                            ("user", self.user_id), ("role", self.role), ("email", self.email)):
             if value is not None:
                 parts.append(f"{key}:{shlex.quote(str(value))}")
@@ -72,7 +76,7 @@ def parse_filter(text: str, *, allowed: tuple[str, ...] = KEYS) -> FilterQuery:
     status = values.get("status")
     if status is not None:
         status = status.lower()
-        if status not in APP_STATUSES:
+        if not set(split_list(status)) <= set(APP_STATUSES):
             raise UsageError(f"status must be one of {', '.join(APP_STATUSES)}")
     role = values.get("role")
     if role is not None:
@@ -85,10 +89,21 @@ def parse_filter(text: str, *, allowed: tuple[str, ...] = KEYS) -> FilterQuery:
             user_id = int(user_id)
         except ValueError:
             raise UsageError("user: takes a user id (a number)") from None
+    ids = ()
+    if "id" in values:
+        try:
+            ids = tuple(int(part) for part in split_list(values["id"]))
+        except ValueError:
+            raise UsageError("id: takes installation ids (numbers, comma-separated)") from None
     return FilterQuery(
         app=values.get("app"), status=status, email=values.get("email"), code=values.get("code"),
-        user_id=user_id, role=role,
+        user_id=user_id, role=role, ids=ids,
     )
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """`stripe,slack` -> ("stripe", "slack"); empty parts are dropped."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def resolve_app(value: str, apps: dict[str, str]) -> str:
@@ -103,3 +118,35 @@ def resolve_app(value: str, apps: dict[str, str]) -> str:
         if app_id.lower() == lowered or name.lower() == lowered:
             return app_id
     return value
+
+
+def resolve_apps(value: str, apps: dict[str, str]) -> tuple[str, ...]:
+    """Each app of a comma list (ids or names) as an app id."""
+    return tuple(dict.fromkeys(resolve_app(part, apps) for part in split_list(value)))
+
+
+def complete(text: str, values: dict[str, list[str]], *, allowed: tuple[str, ...] = KEYS) -> str | None:
+    """`text` with its last word finished: a key (`st` -> `status:`) or one of the key's values
+    (`app:stripe,sl` -> `app:stripe,slack`), matched by prefix ignoring case. None: nothing fits.
+
+    `values` maps a key to what it accepts (app ids and names, codes, statuses…).
+    """
+    head, _, word = text.rpartition(" ")
+    prefix = f"{head} " if head else ""
+    key, sep, value = word.partition(":")
+    if not sep:
+        if not word:
+            return None
+        for candidate in allowed:
+            if candidate.startswith(word.lower()) and candidate != word.lower():
+                return f"{prefix}{candidate}:"
+        return None
+    done, _, partial = value.rpartition(",")
+    if not partial:
+        return None
+    lowered = partial.lower()
+    for candidate in values.get(key.lower(), ()):
+        if candidate.lower().startswith(lowered) and candidate.lower() != lowered:
+            completed = f"{done}," if done else ""
+            return f"{prefix}{key}:{completed}{partial}{candidate[len(partial):]}"
+    return None

@@ -12,13 +12,13 @@ from collections import defaultdict
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, ProgressBar, Static, Tree
+from textual.widgets import ProgressBar, Static, Tree
 
 from ...errors import ToolkitError
 from .. import cells
 from ..filters import FilterQuery
 from ..messages import AuditFailed, AuditFinished, AuditProgress, DatabaseFailed
-from ..widgets import DatabaseBanner, TopBar
+from ..widgets import DatabaseBanner, StableFooter, TopBar
 from ..workers import DataScreen
 
 MAX_LEAVES = 200
@@ -44,7 +44,7 @@ class AuditScreen(DataScreen):
         tree = Tree(Text("findings"), id="findings")
         tree.show_root = False
         yield tree
-        yield Footer()
+        yield StableFooter()
 
     def on_mount(self) -> None:
         self.query_one("#progress").display = False

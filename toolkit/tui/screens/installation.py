@@ -19,15 +19,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ... import inspection
 from ...db import APP_STATUSES
 from ...errors import ToolkitError
 from .. import cells
-from ..config_view import row_cells, state_words
+from ..config_view import row_cells, state_words, value_cell
 from ..messages import Written
-from ..widgets import DatabaseBanner, RevealedValues, TopBar
+from ..widgets import DatabaseBanner, RevealedValues, StableFooter, TopBar
 from ..workers import DataScreen
 from .modals import ChoiceScreen, ConfirmScreen, InputScreen
 
@@ -37,7 +37,7 @@ WRITE_ACTIONS = ("change_status", "edit_field", "set_secret", "uninstall")
 class InstallationScreen(DataScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("v", "reveal", "Reveal secret"),
+        Binding("v", "reveal", "Reveal/hide secret"),
         Binding("c", "copy", "Copy revealed"),
         Binding("t", "change_status", "Status"),
         Binding("e", "edit_field", "Edit field"),
@@ -57,10 +57,10 @@ class InstallationScreen(DataScreen):
         yield DatabaseBanner(id="db-banner")
         yield Static(Text("loading…", style="dim"), id="details")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="config")
-        table.add_columns("Field", "Key", "Type", "Value")
+        self._value_column = table.add_columns("Field", "Key", "Type", "Value")[-1]
         yield table
         yield RevealedValues(id="revealed")
-        yield Footer()
+        yield StableFooter()
 
     def on_mount(self) -> None:
         self.query_one("#config", DataTable).focus()
@@ -91,7 +91,7 @@ class InstallationScreen(DataScreen):
         self.rows = {}
         for field in detail.fields:
             self.rows[field.key] = field
-            table.add_row(*row_cells(field), key=field.key)
+            table.add_row(*row_cells(field, self.query_one(RevealedValues).secret(field.key)), key=field.key)
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
 
@@ -139,7 +139,29 @@ class InstallationScreen(DataScreen):
 
     def forget_revealed(self) -> None:
         for revealed in self.query(RevealedValues):
+            keys = revealed.keys
             revealed.clear()
+            for key in keys:
+                self.show_value(key)
+
+    def show_value(self, key: str, *, masked: bool = False) -> None:
+        """Redraw a field's value cell: the plaintext while revealed (unless `masked`: a screenshot)."""
+        field = self.rows.get(key)
+        revealed = self.query(RevealedValues)
+        if field is None or not revealed:
+            return
+        secret = None if masked else revealed.first().secret(key)
+        table = self.query_one("#config", DataTable)
+        try:
+            table.update_cell(key, self._value_column, value_cell(field, secret))
+        except Exception:  # the row went with a reload: nothing to redraw
+            pass
+
+    def mask_revealed(self, masked: bool) -> None:
+        """Screenshots without secrets (app._redacted): revealed cells show their mask while capturing."""
+        for revealed in self.query(RevealedValues):
+            for key in revealed.keys:
+                self.show_value(key, masked=masked)
 
     def action_back(self) -> None:
         self.forget_revealed()
@@ -159,6 +181,10 @@ class InstallationScreen(DataScreen):
             return
         if not row.masked:
             self.notify(f"{row.label} is not a secret: its value is shown as stored.", markup=False)
+            return
+        if self.query_one(RevealedValues).secret(row.key) is not None:
+            self.query_one(RevealedValues).forget(row.key)
+            self.show_value(row.key)
             return
         if not row.revealable:
             self._explain_not_revealable(row)
@@ -184,6 +210,7 @@ class InstallationScreen(DataScreen):
             return
         # The panel keeps the Secret (masked in any rendering but its own), not a bare str.
         self.query_one(RevealedValues).reveal(row.key, row.label, row.value)
+        self.show_value(row.key)
         self.notify(f"{row.label} revealed (logged). It is hidden again when you leave this screen.", markup=False)
 
     def action_copy(self) -> None:

@@ -26,10 +26,10 @@ class UsersScreen(ListScreen):
     def columns(self) -> list[Column]:
         return [
             Column("id", "ID", lambda r: Text(str(r.id), justify="right"), "id"),
-            Column("email", "Email", lambda r: cells.text(r.email), "email"),
-            Column("name", "Name", lambda r: cells.text(r.name), "name"),
+            Column("email", "Email", lambda r: cells.text(r.email), "email", shrink=16),
+            Column("name", "Name", lambda r: cells.text(r.name), "name", shrink=8),
             Column("role", "Role", lambda r: cells.text(r.role, "bold" if r.role == "admin" else ""), "role"),
-            Column("created", "Created", lambda r: cells.timestamp(r.created_at), "created"),
+            Column("created", "Created", lambda r: cells.timestamp(r.created_at), "created", optional=True),
             Column("installations", "Installations", lambda r: Text(str(r.installations), justify="right")),
         ]
 

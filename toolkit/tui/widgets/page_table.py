@@ -7,6 +7,11 @@ keeps the cells as `Text` (never markup), fits each to its column with plain str
 and builds one `Strip` per visible line (Textual's line API), cached until the page, the
 cursor or the focus changes. Same look as DataTable: header, zebra stripes, row cursor.
 
+Narrow terminals: the columns marked `optional` are dropped (rightmost first) and the
+`shrink` ones cropped with "…" until the essential ones fit the width (80 columns: id, user,
+app, status, findings). Moving past the last row (or before the first) posts `EdgeReached`,
+and the screen loads the next (previous) page: paging feels like one long list.
+
 Keys: up/down, page up/down, home/end, enter selects. Mouse: a click on a header asks to
 sort by it, a click on a row moves the cursor there, a click on the cursor's row selects it.
 """
@@ -37,6 +42,8 @@ class Column:
     label: str
     render: Callable[[Any], Text]
     sort: str | None = None  # the browse sort name, when this column can be sorted
+    optional: bool = False  # dropped when the terminal is too narrow for every column
+    shrink: int | None = None  # may be cropped down to this many cells (with "…") when narrow
 
 
 class PageTable(ScrollView, can_focus=True):
@@ -103,6 +110,18 @@ class PageTable(ScrollView, can_focus=True):
         def control(self) -> "PageTable":
             return self.table
 
+    class EdgeReached(Message):
+        """The cursor tried to move past the page: `forward` is True past the last row."""
+
+        def __init__(self, table: "PageTable", forward: bool):
+            super().__init__()
+            self.table = table
+            self.forward = forward
+
+        @property
+        def control(self) -> "PageTable":
+            return self.table
+
     class RowSelected(Message):
         """Enter, or a click on the cursor's row: `row` is the page's row object."""
 
@@ -127,6 +146,7 @@ class PageTable(ScrollView, can_focus=True):
         # Widths only grow (as DataTable's): columns do not jump back and forth between pages.
         self._widths = [label.cell_len + 2 * PADDING for label in self._labels]
         self._strips: dict[tuple, Strip] = {}
+        self._layout: list[tuple[int, int]] = []  # (column index, width) of the columns drawn
 
     # --- content ----------------------------------------------------------------------
     @staticmethod
@@ -152,7 +172,7 @@ class PageTable(ScrollView, can_focus=True):
             widest = max((cells[index].cell_len for cells in self._cells), default=0)
             widths[index] = max(widths[index], label.cell_len + 2 * PADDING, widest + 2 * PADDING)
         self._strips.clear()
-        self.virtual_size = Size(sum(widths), len(self._rows) + 1)
+        self._fit_columns()
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.cursor_row = max(0, len(self._rows) - 1) if cursor_at_end else 0
         self.refresh()
@@ -163,6 +183,34 @@ class PageTable(ScrollView, can_focus=True):
             row = self.cursor_row
             self.show(self.page)
             self.cursor_row = min(row, max(0, self.row_count - 1))
+
+    def _fit_columns(self) -> None:
+        """Which columns are drawn, how wide, for the widget's width (see the module docstring)."""
+        # The vertical scrollbar's room is kept even before the rows need it: a page longer than
+        # the screen shows it, and the columns must not then overflow into a horizontal scroll.
+        room = self.size.width - self.styles.scrollbar_size_vertical
+        layout = list(enumerate(self._widths))
+        total = sum(width for _, width in layout)
+        if room > 0:
+            for index in reversed(range(len(self.specs))):
+                if total <= room:
+                    break
+                if self.specs[index].optional:
+                    total -= self._widths[index]
+                    layout = [(i, w) for i, w in layout if i != index]
+            for position, (index, width) in enumerate(layout):
+                floor = self.specs[index].shrink
+                if total > room and floor is not None:
+                    narrower = max(floor + 2 * PADDING, width - (total - room))
+                    total -= width - narrower
+                    layout[position] = (index, narrower)
+        self._layout = layout
+        self.virtual_size = Size(total, len(self._rows) + 1)
+
+    @property
+    def visible_columns(self) -> list[str]:
+        """The keys of the columns drawn at this width."""
+        return [self.specs[index].key for index, _ in self._layout]
 
     @property
     def row_count(self) -> int:
@@ -211,17 +259,25 @@ class PageTable(ScrollView, can_focus=True):
     def _body_height(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
 
+    def _move(self, rows: int) -> None:
+        """Move the cursor; already on the page's edge and pushing past it: ask for the next page."""
+        last = len(self._rows) - 1
+        if self._rows and ((rows > 0 and self.cursor_row == last) or (rows < 0 and self.cursor_row == 0)):
+            self.post_message(self.EdgeReached(self, rows > 0))
+            return
+        self.cursor_row += rows
+
     def action_cursor_up(self) -> None:
-        self.cursor_row -= 1
+        self._move(-1)
 
     def action_cursor_down(self) -> None:
-        self.cursor_row += 1
+        self._move(1)
 
     def action_page_up(self) -> None:
-        self.cursor_row -= self._body_height
+        self._move(-self._body_height)
 
     def action_page_down(self) -> None:
-        self.cursor_row += self._body_height
+        self._move(self._body_height)
 
     def action_cursor_home(self) -> None:
         self.cursor_row = 0
@@ -243,9 +299,9 @@ class PageTable(ScrollView, can_focus=True):
         x, y = offset.x + int(self.scroll_x), offset.y
         if y == 0:
             left = 0
-            for column, width in zip(self.specs, self._widths):
+            for index, width in self._layout:
                 if left <= x < left + width:
-                    self.post_message(self.HeaderSelected(self, column.key))
+                    self.post_message(self.HeaderSelected(self, self.specs[index].key))
                     return
                 left += width
             return
@@ -272,6 +328,7 @@ class PageTable(ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         self._strips.clear()
+        self._fit_columns()
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
@@ -309,7 +366,8 @@ class PageTable(ScrollView, can_focus=True):
         console = self.app.console
         pad = " " * PADDING
         line: list[Segment] = []
-        for column, (text, width) in enumerate(zip(cells, self._widths)):
+        for column, width in self._layout:
+            text = cells[column]
             # The meta (as DataTable's) keeps each cell its own run of segments: SVG
             # viewers then place every cell at its column.
             cell_style = style + Style.from_meta({"row": index, "column": column})
@@ -322,7 +380,7 @@ class PageTable(ScrollView, can_focus=True):
                     combined = cell_style + text_style
                     line.append(Segment(text_part, combined + post if post else combined))
             line.append(Segment(pad, plain_style))
-        total = sum(self._widths)
+        total = sum(width for _, width in self._layout)
         room = max(total, self.scrollable_content_region.width)
         if room > total:
             line.append(Segment(" " * (room - total), style))
@@ -339,7 +397,7 @@ def _fit(text: Text, width: int, console) -> list[Segment]:
         text.plain = plain.replace("\r", "").replace("\n", "⏎").replace("\t", " ")
     if text.cell_len > width:
         text = text.copy()
-        text.truncate(width, overflow="crop")
+        text.truncate(width, overflow="ellipsis")
     gap = width - text.cell_len
     if text.spans:  # Text.render applies the base style itself when there are spans
         segments = list(text.render(console))

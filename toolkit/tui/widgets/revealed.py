@@ -31,6 +31,11 @@ class RevealedValues(Widget):
         entry = self._values.get(key)
         return entry[1] if entry else None
 
+    def forget(self, key: str) -> None:
+        """Hide one value again."""
+        self._values.pop(key, None)
+        self.refresh(layout=True)
+
     def clear(self) -> None:
         """Forget every revealed value (the Secret objects are dropped with the dict)."""
         self._values = {}
