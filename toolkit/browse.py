@@ -18,13 +18,13 @@ import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from peewee import JOIN, SQL, Field, NodeList, Tuple, Value, fn
+from peewee import SQL, Field, NodeList, Tuple, Value, fn
 
 from .db import APP_STATUSES, ROLES, USER_DISPLAY_FIELDS, AppInstallation, User, is_postgres, read_only, translate_errors
 from .db.json_values import decode_config
-from .errors import NotFound, UsageError
+from .errors import UsageError
 
 __all__ = [
     "COUNT_CAP", "DEFAULT_PAGE_SIZE", "EXPORT_FORMATS", "INSTALLATION_SORTS", "USER_SORTS", "Cursor",

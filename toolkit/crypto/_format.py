@@ -69,21 +69,24 @@ def split_strict(value: str):
     than (len - 2) / 2. The two layouts exclude each other: position 24 of a 16-byte-IV value
     and position 32 of a 12-byte-IV value are hex digits.
     """
+    # One branch per layout, its offsets written out: this runs millions of times.
     size = len(value)
     if size >= 66 and value[32] == ":" and value[65] == ":":
-        iv_length = 16
-    elif size >= 58 and value[24] == ":" and value[57] == ":":
-        iv_length = 12
-    else:
+        try:
+            raw = _fromhex(value.replace(":", ""))
+        except ValueError:
+            return None
+        if len(raw) * 2 + 2 == size:
+            return raw[:16], raw[32:] + raw[16:32]
         return None
-    try:
-        raw = _fromhex(value.replace(":", ""))
-    except ValueError:
-        return None
-    if len(raw) * 2 + 2 != size:
-        return None
-    end = iv_length + TAG_LENGTH
-    return raw[:iv_length], raw[end:] + raw[iv_length:end]
+    if size >= 58 and value[24] == ":" and value[57] == ":":
+        try:
+            raw = _fromhex(value.replace(":", ""))
+        except ValueError:
+            return None
+        if len(raw) * 2 + 2 == size:
+            return raw[:12], raw[28:] + raw[12:28]
+    return None
 
 
 def parse_ciphertext(value: str) -> Ciphertext:
