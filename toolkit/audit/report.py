@@ -18,16 +18,15 @@ import datetime as dt
 import html
 import io
 import json
-import re
 from pathlib import Path
 
 from ..errors import ExitCode, UsageError
+from ..safe_text import escape_text
 from .codes import CODES, FAIL_LEVELS, SEVERITIES, at_or_above
 from .finding import FIELDS, Finding
 
 FORMATS = ("text", "json", "csv", "html")
 USERS_ROW = "(users)"  # the per-app table's row for findings without an app
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _MAX_SHOWN = 200  # characters of a database-supplied name shown in text and HTML
 # Spreadsheet formula injection (a config key is customer data): such cells get a leading '.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -231,7 +230,7 @@ def clean(text, limit: int = _MAX_SHOWN) -> str:
     characters escaped, long names cut."""
     if text is None:
         return ""
-    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    text = escape_text(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -7,6 +7,7 @@ import click
 
 from ._context import get_context
 from ._lazy import LazyGroup
+from ._output import write_stdout
 
 # name -> ("module:attribute" in this package, one-line help).
 SUBCOMMANDS = {
@@ -35,7 +36,7 @@ def generate():
     """
     import secrets
 
-    click.echo(secrets.token_hex(32))
+    write_stdout(secrets.token_hex(32), newline=True)
 
 
 @click.command()
@@ -61,7 +62,7 @@ def status(as_json):
     if as_json:
         import orjson
 
-        click.echo(orjson.dumps(usage.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        write_stdout(orjson.dumps(usage.as_dict(), option=orjson.OPT_INDENT_2), newline=True)
         return
     click.echo(render_status(usage))
 
