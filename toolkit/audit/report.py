@@ -20,6 +20,7 @@ import io
 import json
 from pathlib import Path
 
+from .. import json_files
 from ..errors import ExitCode, UsageError
 from ..safe_text import escape_text
 from .codes import CODES, FAIL_LEVELS, SEVERITIES, at_or_above
@@ -124,7 +125,7 @@ class Report:
         """An earlier JSON report (for --baseline). UsageError, one line, if it is not one."""
         where = source or "the baseline"
         try:
-            data = json.loads(text)
+            data = json_files.parse(text)  # nesting too deep is one line too
         except ValueError as exc:
             raise UsageError(f"{where} is not JSON ({exc})", hint="pass a report written by `toolkit audit --format json`") from None
         if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
@@ -143,8 +144,8 @@ class Report:
     def load(cls, path) -> "Report":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = json_files.read_text(path)  # bounded: /dev/zero is refused
+        except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read the baseline {path}: {getattr(exc, 'strerror', None) or exc}") from None
         return cls.from_json(text, source=str(path))
 

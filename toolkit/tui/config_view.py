@@ -13,6 +13,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from .. import inspection
+from ..safe_text import escape_text
 from ..crypto import mask
 from . import cells
 
@@ -47,7 +48,7 @@ def value_cell(field: inspection.FieldView) -> Text:
     if field.masked:
         words = state_words(field)
         shown = Text(DOTS_MASK, style="bold")
-        shown.append(f"  {words}", style="dim" if words.startswith("encrypted") else "yellow")
+        shown.append(f"  {escape_text(words)}", style="dim" if words.startswith("encrypted") else "yellow")
         return shown
     if field.state == inspection.NON_STRING:
         return cells.text(field.value, "magenta")

@@ -14,6 +14,7 @@ from textual.widgets import Input, Static
 
 from ... import browse
 from ...errors import UsageError
+from ...safe_text import escape_text
 from .. import cells
 from ..filters import ANY_FINDING, FilterQuery, parse_filter, resolve_app
 from ..widgets import Column, DatabaseBanner, OverviewStrip, PageTable, StableFooter, TopBar
@@ -202,7 +203,7 @@ class ListScreen(DataScreen):
         if self.query_filter.is_empty:
             line.append("none (press / to filter)", style="dim")
         else:
-            line.append(self.describe_filter())
+            line.append(escape_text(self.describe_filter()))  # quotes an email
         line.append("   ")
         page = self.page
         if page is not None and page.rows:
