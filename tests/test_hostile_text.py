@@ -279,3 +279,28 @@ def test_an_error_quoting_data_is_one_escaped_line():
     line = NotFound(f"no app {APP_ID}\nsecond line", hint=f"check {KEY}").one_line()
     assert "\n" not in line and "\x1b" not in line and "\x07" not in line
     assert escape_text(APP_ID) in line and escape_text(KEY) in line
+
+
+def test_an_id_is_ascii_digits_whatever_int_accepts():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from toolkit.errors import UsageError
+    from toolkit.ids import ID_MAX, parse_id, parse_user
+
+    @given(st.text(st.characters(categories=["Nd", "No", "Nl"]), min_size=1))
+    def other_digits_are_refused(text):
+        if text.isascii():
+            return
+        with pytest.raises(UsageError):
+            parse_id(text)
+        with pytest.raises(UsageError):
+            parse_user(text)
+
+    other_digits_are_refused()
+    assert int("١٢") == 12  # what the toolkit must not do
+    assert parse_id("0042") == 42 and parse_id(str(ID_MAX)) == ID_MAX and parse_user("7") == 7
+    assert parse_user("Alice@Example.com") == "Alice@Example.com"
+    for bad in (str(ID_MAX + 1), "-1", "+1", " 1", "1_000", "", True, -1):
+        with pytest.raises(UsageError):
+            parse_id(bad)

@@ -108,3 +108,12 @@ def test_the_listed_ranges_cover_every_such_character_of_this_python():
     assert all(unicodedata.category(chr(cp)) == "Cn" for cp in listed - expected)
     for cp in sorted(expected)[::97]:
         assert not is_safe(chr(cp)) and escape_text(chr(cp)) != chr(cp)
+
+
+def test_the_rule_is_pure_so_every_front_end_can_share_it():
+    """No click, rich or textual behind it: the core, the CLI, the dashboard and the notebooks
+    all import this one function (checked in a fresh interpreter)."""
+    from test_layering import loaded_after_importing
+
+    loaded = loaded_after_importing(["toolkit.safe_text", "toolkit.ids", "toolkit.json_files"])
+    assert not [m for m in loaded if m.split(".")[0] in ("click", "rich", "textual", "peewee")]
