@@ -219,6 +219,42 @@ def test_the_dashboard_shows_hostile_rows_escaped(hostile, demo_settings):
     assert escape_text(APP_ID) in other
 
 
+def test_editing_a_hostile_value_starts_from_an_empty_input(hostile, demo_settings):
+    """An Input draws its value raw, so a value holding escapes is never put in one."""
+    from textual.widgets import DataTable, Input
+
+    from toolkit.context import Context
+    from toolkit.tui import DashboardApp, DataSource
+    from toolkit.tui.screens.modals import InputScreen
+
+    known, _ = hostile
+    app = DashboardApp(DataSource.from_context(Context(demo_settings, announce=lambda line: None)), write=True)
+
+    async def scenario():
+        async with app.run_test(size=(200, 50)) as pilot:
+            for _ in range(2):
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+            app.open_installation(known)
+            for _ in range(3):
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+            table = app.screen.query_one(DataTable)
+            keys = [row.key.value for row in table.ordered_rows]
+            table.move_cursor(row=keys.index("webhookUrl"))
+            await pilot.press("e")
+            await pilot.pause()
+            assert isinstance(app.screen, InputScreen)
+            value = app.screen.query_one(Input).value
+            shown = _visible(app)
+            await pilot.press("escape")
+            return value, shown
+
+    value, shown = asyncio.run(scenario())
+    assert value == ""
+    assert_nothing_a_terminal_obeys(shown)
+
+
 # ---- bad input: one line, exit 2, never a traceback ----------------------------------------
 
 def _one_line_exit_2(result) -> str:

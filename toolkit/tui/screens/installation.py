@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Static
 from ... import inspection
 from ...db import APP_STATUSES
 from ...errors import ToolkitError
-from ...safe_text import escape_text
+from ...safe_text import escape_text, is_safe
 from .. import cells
 from ..config_view import row_cells, state_words
 from ..messages import Written
@@ -225,7 +225,8 @@ class InstallationScreen(DataScreen):
             self.notify("A secret field: use k to set it (typed masked, encrypted).", markup=False)
             return
         detail = self.detail
-        current = row.value if isinstance(row.value, str) else ""
+        # The input shows its value raw: one holding escapes starts empty (the table shows it escaped).
+        current = row.value if isinstance(row.value, str) and is_safe(row.value) else ""
 
         def typed(value):
             if value is None or value == current:
