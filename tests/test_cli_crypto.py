@@ -1,5 +1,5 @@
 """`toolkit decrypt|encrypt|keys` as an operator runs them: real processes, exit codes,
-nothing on stdout when it fails, an access-log line per decrypt."""
+nothing on stdout when it fails, an access-log line per decrypt, bytes through pipes unchanged."""
 
 from __future__ import annotations
 
@@ -27,14 +27,17 @@ def run(tmp_path):
                 TOOLKIT_DATA_DIR=str(tmp_path / "data"))
 
     def run(*args, stdin="", **env):
+        """stdin as str: text in and out; as bytes: bytes in and out (no newline translation)."""
         environment = {**base, **env}
         for name, value in env.items():
             if value is None:
                 environment.pop(name)
         return subprocess.run([sys.executable, "-m", "toolkit", *args], input=stdin, capture_output=True,
-                              text=True, cwd=tmp_path, env=environment, timeout=60)
+                              text=isinstance(stdin, str), cwd=tmp_path, env=environment, timeout=60)
 
     run.log = tmp_path / "access.log"
+    run.env = base
+    run.cwd = tmp_path
     return run
 
 
@@ -45,15 +48,15 @@ def keyring(*keys):
 def test_decrypt_argument_and_stdin(run):
     value = keyring(KEY).encrypt("sk_live_plain ✓")
     by_argument = run("decrypt", value)
-    assert (by_argument.returncode, by_argument.stdout) == (0, "sk_live_plain ✓\n")
+    assert (by_argument.returncode, by_argument.stdout) == (0, "sk_live_plain ✓")  # a pipe: nothing added
     by_stdin = run("decrypt", stdin=value + "\n")
-    assert (by_stdin.returncode, by_stdin.stdout) == (0, "sk_live_plain ✓\n")
+    assert (by_stdin.returncode, by_stdin.stdout) == (0, "sk_live_plain ✓")
     assert "sk_live_plain" not in by_stdin.stderr
 
 
 def test_decrypt_says_when_a_previous_key_fitted(run):
     result = run("decrypt", stdin=keyring(OLD).encrypt("old"))
-    assert result.returncode == 0 and result.stdout == "old\n"
+    assert result.returncode == 0 and result.stdout == "old"
     assert "previous #1" in result.stderr and OLD not in result.stderr
 
 
@@ -118,6 +121,60 @@ def test_encrypt_without_a_key(run):
     result = run("encrypt", "v", ENCRYPTION_KEY=None, ENCRYPTION_KEY_PREVIOUS=None, DATABASE_URL="postgresql://nowhere/x")
     assert (result.returncode, result.stdout) == (2, "")
     assert "ENCRYPTION_KEY is not set" in result.stderr
+
+
+HOSTILE = b"pa\x1b[31mss\tw\x01rd"
+
+
+def test_a_secret_with_escapes_survives_a_real_shell_pipe(run):
+    """The README's promise, as an operator types it: printf | encrypt | decrypt."""
+    toolkit = f"{sys.executable} -m toolkit"
+    pipeline = f"printf 'pa\\033[31mss\\tw\\001rd' | {toolkit} encrypt | {toolkit} decrypt"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, env=run.env,
+                            cwd=run.cwd, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == HOSTILE
+
+
+def test_decrypt_and_encrypt_keep_every_byte_but_one_final_newline(run):
+    for plaintext in ("a\r\nb\r", "two newlines\n\n", " spaced \t", "\x1b]52;c;ZWNobyBQV05FRAo=\x07"):
+        value = run("encrypt", stdin=plaintext.encode() + b"\n").stdout  # one newline dropped
+        assert keyring(KEY).decrypt(value.decode().rstrip("\n")).secret.reveal() == plaintext
+        assert run("decrypt", stdin=value).stdout == plaintext.encode()  # its "\n" dropped, nothing else
+    value = keyring(KEY).encrypt("x")
+    for padded in (value + " ", value + "\n\n", " " + value, value + "\r\n"):
+        result = run("decrypt", stdin=padded.encode())
+        assert (result.returncode, result.stdout) == (2, b""), padded  # only ONE "\n" is forgiven
+        assert b"malformed ciphertext" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["decrypt", "encrypt"])
+@pytest.mark.parametrize("stdin", [b"", b"\n"])
+def test_empty_input_is_an_error_not_an_empty_value(run, command, stdin):
+    result = run(command, stdin=stdin)
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.decode().startswith("error: the input was empty")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_encrypt_warns_that_an_argument_is_visible_to_others(run):
+    by_argument = run("encrypt", "s3cret-value")
+    assert by_argument.returncode == 0
+    assert keyring(KEY).decrypt(by_argument.stdout.strip()).secret.reveal() == "s3cret-value"
+    warning = by_argument.stderr
+    assert "process list" in warning and "shell history" in warning and "stdin" in warning
+    assert "s3cret-value" not in warning
+    assert run("encrypt", stdin="s3cret-value").stderr == ""  # stdin: nothing to warn about
+
+
+def test_stdin_that_is_not_text_or_never_ends_is_refused_in_one_line(run, tmp_path):
+    not_utf8 = run("encrypt", stdin=b"\xff\xfe")
+    assert (not_utf8.returncode, not_utf8.stdout) == (2, b"") and b"not UTF-8" in not_utf8.stderr
+    with open("/dev/zero", "rb") as zeros:
+        endless = subprocess.run([sys.executable, "-m", "toolkit", "encrypt"], stdin=zeros, capture_output=True,
+                                 env=run.env, cwd=tmp_path, timeout=60)
+    assert (endless.returncode, endless.stdout) == (2, b"")
+    assert b"longer than" in endless.stderr and len(endless.stderr.splitlines()) == 1
 
 
 def test_keys_generate(run):

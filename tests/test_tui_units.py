@@ -99,7 +99,7 @@ def test_non_object_configs_are_described_without_content():
 
 def test_cells_are_text_never_markup():
     cell = cells.text("[bold]x[/]\nline")
-    assert isinstance(cell, Text) and cell.plain == "[bold]x[/]⏎line" and not cell.spans
+    assert isinstance(cell, Text) and cell.plain == "[bold]x[/]\\nline" and not cell.spans  # one line, escaped
     assert cells.text(None).plain == "—"
     assert cells.text({"a": 1}).plain == '{"a": 1}'
 

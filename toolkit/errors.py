@@ -13,12 +13,16 @@
     ├── ConflictError      (3)      a concurrent write changed the row since it was read
     └── DatabaseError      (3)      unreachable, refused, dropped or read-only database
 
-Messages never contain a secret value: they name fields, variables and ids.
+Messages never contain a secret value: they name fields, variables and ids. They may quote
+customer text (an app id, a config key): `one_line()` escapes it (`safe_text.escape_text`),
+so an error is one line whatever it quotes and never drives the reader's terminal.
 """
 
 from __future__ import annotations
 
 import enum
+
+from .safe_text import escape_text
 
 
 class ExitCode(enum.IntEnum):
@@ -39,7 +43,8 @@ class ToolkitError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        return f"{self.message} — {self.hint}" if self.hint else self.message
+        text = f"{self.message} — {self.hint}" if self.hint else self.message
+        return escape_text(text)
 
 
 class ConfigError(ToolkitError):

@@ -1,6 +1,7 @@
 """The text report: a summary table per code and per app, then the findings grouped by code
 with their hint. Plain text (no colour codes), so it reads the same in a terminal, a CI log
-or an email; every database-supplied name goes through `clean` (no terminal escapes)."""
+or an email; every database-supplied name goes through `clean`, which escapes it with
+`safe_text.escape_text` (no terminal escapes reach the reader)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def render_text(report) -> str:
     summary = report.summary
     severities = summary["by_severity"]
     counted = ", ".join(_severity_count(severities.get(s, 0), s) for s in SEVERITIES)
-    where = summary.get("database", "the database")
+    where = clean(summary.get("database", "the database"))
     installations = summary.get("installations")
     read = f"{_plural(installations, 'installation')}, " if installations is not None else ""
     lines = [f"Audit of {where}: {read}{_plural(len(report.findings), 'finding')} ({counted})"]
@@ -81,7 +82,7 @@ def render_text(report) -> str:
     if baseline is None:
         _grouped(report.findings, lines, "")
     else:
-        source = f" {baseline.source}" if baseline.source else ""
+        source = f" {clean(baseline.source, 400)}" if baseline.source else ""
         lines += ["", f"Compared with the baseline{source}: {len(baseline.new):,} new, "
                       f"{len(baseline.fixed):,} fixed, {baseline.unchanged:,} unchanged (not listed)."]
         _grouped(baseline.new, lines, "NEW ")

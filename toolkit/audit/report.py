@@ -18,16 +18,16 @@ import datetime as dt
 import html
 import io
 import json
-import re
 from pathlib import Path
 
+from .. import json_files
 from ..errors import ExitCode, UsageError
+from ..safe_text import escape_text
 from .codes import CODES, FAIL_LEVELS, SEVERITIES, at_or_above
 from .finding import FIELDS, Finding
 
 FORMATS = ("text", "json", "csv", "html")
 USERS_ROW = "(users)"  # the per-app table's row for findings without an app
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _MAX_SHOWN = 200  # characters of a database-supplied name shown in text and HTML
 # Spreadsheet formula injection (a config key is customer data): such cells get a leading '.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -125,7 +125,7 @@ class Report:
         """An earlier JSON report (for --baseline). UsageError, one line, if it is not one."""
         where = source or "the baseline"
         try:
-            data = json.loads(text)
+            data = json_files.parse(text)  # nesting too deep is one line too
         except ValueError as exc:
             raise UsageError(f"{where} is not JSON ({exc})", hint="pass a report written by `toolkit audit --format json`") from None
         if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
@@ -144,8 +144,8 @@ class Report:
     def load(cls, path) -> "Report":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = json_files.read_text(path)  # bounded: /dev/zero is refused
+        except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read the baseline {path}: {getattr(exc, 'strerror', None) or exc}") from None
         return cls.from_json(text, source=str(path))
 
@@ -231,7 +231,7 @@ def clean(text, limit: int = _MAX_SHOWN) -> str:
     characters escaped, long names cut."""
     if text is None:
         return ""
-    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    text = escape_text(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from ..ids import is_id
 from .codes import ALL_CODES, CODES, CONFIG, TIMESTAMPS
 
 INSTALLATION_CODES = tuple(c for c in ALL_CODES if c != "user.email-case-duplicate")
@@ -59,8 +60,8 @@ class Query:
 
 
 def split_users(users) -> tuple[list[int], list[str]]:
-    ids = [int(u) for u in users if isinstance(u, int) or (isinstance(u, str) and u.isdigit())]
-    emails = [u for u in users if isinstance(u, str) and not u.isdigit()]
+    ids = [int(u) for u in users if isinstance(u, int) or (isinstance(u, str) and is_id(u))]
+    emails = [u for u in users if isinstance(u, str) and not is_id(u)]
     return ids, emails
 
 

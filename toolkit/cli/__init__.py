@@ -13,6 +13,7 @@ import sys
 import click
 
 from ..errors import ExitCode, ToolkitError
+from ..safe_text import escape_text
 from ._lazy import LazyGroup
 
 # verb -> ("module:attribute" relative to this package, the one-line help `toolkit -h` shows).
@@ -76,8 +77,13 @@ def main(argv=None) -> int:
         return int(exc.exit_code)
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:
+        # One line, as for every expected error (click's own shows three: usage, try, error).
+        where = f" — see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+        click.echo(f"error: {escape_text(exc.format_message())}{where}", err=True)
+        return int(ExitCode.USAGE)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {escape_text(exc.format_message())}", err=True)
         return int(ExitCode.USAGE)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

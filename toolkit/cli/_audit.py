@@ -8,7 +8,9 @@ import time
 import click
 
 from ..errors import UsageError
+from ..ids import parse_user
 from ._context import exit_with, get_context
+from ._output import write_stdout
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"]
 
@@ -58,7 +60,7 @@ def audit(fmt, output, fail_on, baseline, apps, users, statuses, codes, since, j
     from ..audit import Filters, Report, run_audit, select_codes
 
     filters = Filters(
-        apps=_split(apps), users=_split(users), statuses=tuple(dict.fromkeys(statuses)),
+        apps=_split(apps), users=_users(users), statuses=tuple(dict.fromkeys(statuses)),
         codes=select_codes(_split(codes)), since=since,
     )
     earlier = Report.load(baseline) if baseline else None  # a bad baseline fails before the audit
@@ -78,8 +80,15 @@ def audit(fmt, output, fail_on, baseline, apps, users, statuses, codes, since, j
             raise UsageError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
         click.echo(_one_line(report, output), err=True)
     else:
-        click.echo(text, nl=False)
+        write_stdout(text)
     exit_with(report.exit_code(fail_on))
+
+
+def _users(values) -> tuple:
+    try:
+        return tuple(parse_user(value) for value in _split(values))
+    except UsageError as exc:
+        raise UsageError(f"--user: {exc.message}") from None
 
 
 def _one_line(report, output) -> str:

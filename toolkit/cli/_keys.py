@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import click
 
+from ..safe_text import escape_text
 from ._context import get_context
 from ._lazy import LazyGroup
+from ._output import write_stdout
 
 # name -> ("module:attribute" in this package, one-line help).
 SUBCOMMANDS = {
@@ -35,7 +37,7 @@ def generate():
     """
     import secrets
 
-    click.echo(secrets.token_hex(32))
+    write_stdout(secrets.token_hex(32), newline=True)
 
 
 @click.command()
@@ -63,7 +65,7 @@ def status(as_json):
     if as_json:
         import orjson
 
-        click.echo(orjson.dumps(usage.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        write_stdout(orjson.dumps(usage.as_dict(), option=orjson.OPT_INDENT_2), newline=True)
         return
     click.echo(render_status(usage))
 
@@ -89,7 +91,7 @@ def render_status(usage) -> str:
             elsewhere = f" ({outside} outside the registry's password fields)" if outside else ""
             lines.append(f"{key.label} ({key.fingerprint}) still authenticates {plural(count, 'value')}{elsewhere}: "
                          "run `toolkit keys rotate` before retiring it. Where:")
-            lines += [f"  {escape_name(str(where))}" for where in places]
+            lines += [f"  {escape_text(str(where))}" for where in places]  # app ids, field names: customer text
             if count > len(places):
                 lines.append(f"  … and {count - len(places)} more (`toolkit audit --code secret.stale-key` lists all)")
         else:
@@ -99,11 +101,6 @@ def render_status(usage) -> str:
         lines.append(f"{plural(usage.undecryptable, 'value')} {verb} under no key: "
                      "find them with `toolkit audit` (secret.undecryptable).")
     return "\n".join(lines)
-
-
-def escape_name(text: str) -> str:
-    """App ids and field names are customer data: no control character reaches the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def plural(count: int, noun: str) -> str:

@@ -3,6 +3,7 @@
 import click
 
 from ._context import exit_with, get_context
+from ._output import write_stdout
 
 
 @click.command()
@@ -43,7 +44,7 @@ def migrate(show_status, folder, direct_url, as_json):
             if as_json:
                 import orjson
 
-                click.echo(orjson.dumps(_status_dict(state, source, where), option=orjson.OPT_INDENT_2).decode())
+                write_stdout(orjson.dumps(_status_dict(state, source, where), option=orjson.OPT_INDENT_2), newline=True)
             else:
                 click.echo(_status_text(state, source, where))
             return
@@ -54,7 +55,7 @@ def migrate(show_status, folder, direct_url, as_json):
         import orjson
 
         data = {"database": where, "folder": str(source), "applied": [{"tag": m.tag, "when": m.when, "hash": m.hash} for m in applied]}
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        write_stdout(orjson.dumps(data, option=orjson.OPT_INDENT_2), newline=True)
         return
     if not applied:
         click.echo(f"{where}: up to date, nothing to apply ({len(todo)} migration(s) in {source})")
@@ -136,7 +137,7 @@ def check(as_json):
         import orjson
 
         data = {"database": db.describe(database), **result.as_dict()}
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        write_stdout(orjson.dumps(data, option=orjson.OPT_INDENT_2), newline=True)
     else:
         for difference in result.differences:
             click.echo(f"{difference.severity:<5}  {difference.message}")

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import ExitCode, RegistryError, ToolkitError
+from ..safe_text import escape_text
 from ._context import get_context
+from ._output import write_stdout
 
 
 class RegistryHasWarnings(ToolkitError):
@@ -46,19 +48,19 @@ def check(path, as_json, strict):
     except RegistryError as exc:
         problems = getattr(exc, "problems", None) or [exc.message]
         if as_json:
-            click.echo(json.dumps({"ok": False, "path": str(path) if path else None, "problems": problems}, indent=2))
+            write_stdout(json.dumps({"ok": False, "path": str(path) if path else None, "problems": problems}, indent=2), newline=True)
         elif isinstance(exc, RegistryStructureError) and len(problems) > 1:
             for problem in problems:
-                click.echo(f"  {problem}", err=True)
+                click.echo(f"  {escape_text(problem)}", err=True)
         exc.hint = None  # "run `toolkit registry check`" — this is that command, and the list is above
         raise  # the one-line error and exit code 2
 
     if as_json:
-        click.echo(json.dumps(_as_json(loaded), indent=2, ensure_ascii=False))
+        write_stdout(json.dumps(_as_json(loaded), indent=2, ensure_ascii=False), newline=True)
     else:
         _print_text(loaded)
         for warning in loaded.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {escape_text(warning)}", err=True)
     if strict and loaded.warnings:
         raise RegistryHasWarnings(f"{len(loaded.warnings)} warning(s) and --strict")
 
@@ -73,7 +75,7 @@ def _print_text(loaded) -> None:
     width = max((len(app.id) for app in loaded), default=0)
     for app in loaded:
         category = f" [{app.category}]" if app.category else ""
-        click.echo(f"  {app.id:<{width}}  {app.name}{category}")
+        click.echo(escape_text(f"  {app.id:<{width}}  {app.name}{category}"))
         for field in app.fields:
             marks = "*" if field.required else " "
             details = field.type if field.type == field.declared_type else f"{field.declared_type} → {field.type}"
@@ -83,7 +85,7 @@ def _print_text(loaded) -> None:
                 details += ": " + ", ".join(o.value for o in field.options)
             if field.pattern:
                 details += f", pattern {field.pattern}"
-            click.echo(f"  {'':<{width}}    {marks}{field.key} ({details})")
+            click.echo(escape_text(f"  {'':<{width}}    {marks}{field.key} ({details})"))
     click.echo("  (* required)")
 
 

@@ -1,10 +1,18 @@
+"""`toolkit show ID`: one installation for a person (text, every stored string escaped) or a
+script (`--json`, byte for byte)."""
+
+from __future__ import annotations
+
 import click
 
+from ..safe_text import escape_text
 from ._context import get_context
+from ._output import write_stdout
+from ._types import ID
 
 
 @click.command()
-@click.argument("installation_id", type=int)
+@click.argument("installation_id", type=ID)
 @click.option("--reveal", allow_from_autoenv=False, is_flag=True, help="Decrypt and print the secret fields (each reveal is written to the access log).")
 @click.option("--field", "fields", multiple=True, metavar="KEY", help="With --reveal: only these fields (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -40,41 +48,47 @@ def show(installation_id, reveal, fields, as_json):
         for key, plaintext in revealed.items():
             data["config"][key]["value"] = plaintext
             data["config"][key]["revealed"] = True
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        write_stdout(orjson.dumps(data, option=orjson.OPT_INDENT_2), newline=True)
         return
-    click.echo(render_text(view, revealed))
+    write_stdout(render_text(view, revealed), newline=True)
 
 
 def render_text(view, revealed) -> str:
+    """The installation for a terminal. Emails, names, app ids, config keys, values — even a
+    revealed plaintext — are customer text: each goes through `escape_text`, so none can
+    write the clipboard, retitle the window or clear the screen."""
+    e = escape_text
+
     def when(value):
         return value.isoformat(sep=" ", timespec="seconds") if value else "-"
 
-    name = f" ({view.user_name})" if view.user_name else ""
-    app = view.app_name if view.app_known else f"{view.app_id} (not in the registry)"
+    name = f" ({e(view.user_name)})" if view.user_name else ""
+    app = e(view.app_name) if view.app_known else f"{e(view.app_id)} (not in the registry)"
     lines = [
         f"installation {view.id}",
-        f"  user        {view.user_id} {view.user_email}{name}",
-        f"  app         {app} [{view.app_id}]",
-        f"  status      {view.status}",
+        f"  user        {view.user_id} {e(view.user_email)}{name}",
+        f"  app         {app} [{e(view.app_id)}]",
+        f"  status      {e(view.status)}",
         f"  installed   {when(view.installed_at)}",
         f"  updated     {when(view.updated_at)}",
         "  config",
     ]
     if view.config_problem:
-        lines.append(f"    ! {view.config_problem}")
-    width = max((len(f.label) for f in view.fields), default=0)
+        lines.append(f"    ! {e(view.config_problem)}")
+    labels = {field.key: e(field.label) for field in view.fields}
+    width = max(map(len, labels.values()), default=0)
     for field in view.fields:
-        value = revealed.get(field.key, field.display)
-        notes = [field.type]
+        value = e(revealed.get(field.key, field.display))
+        notes = [e(field.type)]
         if field.key_label:
             notes.append(f"key {field.key_label} {field.key_fingerprint}")
         if field.state not in ("plain", "encrypted"):
             notes.append(field.state)
         if field.note:
-            notes.append(field.note)
+            notes.append(e(field.note))
         if field.key in revealed:
             notes.append("revealed")
-        lines.append(f"    {field.label:<{width}}  {value}  ({', '.join(notes)})")
+        lines.append(f"    {labels[field.key]:<{width}}  {value}  ({', '.join(notes)})")
     if not view.fields and not view.config_problem:
         lines.append("    (empty)")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import ExitCode, UsageError
+from ._output import write_stdout
 
 
 def confirm_or_refuse(prompt: str, *, yes: bool, what: str) -> None:
@@ -35,7 +36,7 @@ def exit_with_report(report, as_json: bool) -> None:
     if as_json:
         import orjson
 
-        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        write_stdout(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2), newline=True)
     else:
         click.echo(report.render())
     if not report.complete:

@@ -8,6 +8,7 @@ to the plaintext: it writes the access log (via="notebook") first, then returns 
 from __future__ import annotations
 
 from .. import inspection
+from ..safe_text import escape_text
 from . import _html
 from ._pandas import frame
 from ._text import plural, text_table
@@ -71,9 +72,9 @@ class ConfigResult:
 
     def __repr__(self) -> str:
         lines = [self.headline]
-        lines += [f"  {name:<9} {value}" for name, value in self._facts()]
+        lines += [f"  {name:<9} {escape_text(value)}" for name, value in self._facts()]  # emails, app ids
         if self.view.config_problem:
-            lines.append(f"  ! {self.view.config_problem}")
+            lines.append(f"  ! {escape_text(self.view.config_problem)}")
         if self.view.fields:
             lines += ["", text_table(COLUMNS, self.rows())]
         return "\n".join(lines)

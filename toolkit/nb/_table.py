@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import _html
 from ._pandas import frame
+from ..safe_text import escape_text
 from ._text import plural, text_table
 
 DISPLAY_ROWS = 25  # rows shown inline; the rest stay in the object (len, iteration, to_pandas)
@@ -57,11 +58,11 @@ class Table:
 
     def __repr__(self) -> str:
         shown, more = self._shown()
-        parts = [f"{self.title} ({plural(len(self.rows), 'row')})"]
+        parts = [f"{escape_text(self.title)} ({plural(len(self.rows), 'row')})"]  # titles quote emails
         if self.rows:
             parts.append(text_table(self.columns, shown, numeric=self.numeric))
         parts += [more] if more else []
-        parts += list(self.notes)
+        parts += [escape_text(note) for note in self.notes]
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:

@@ -1,6 +1,13 @@
-"""Plain-text tables for `repr()` (terminals, logs, nbval's text/plain): aligned, no colours."""
+"""Plain-text tables for `repr()` (terminals, logs, nbval's text/plain): aligned, no colours.
+
+A repr lands in a terminal (IPython, a log tail) as readily as in a notebook: every cell is
+escaped with `safe_text.escape_text`, so customer text shows its escapes instead of obeying
+them, and a newline in data cannot break the table's shape.
+"""
 
 from __future__ import annotations
+
+from ..safe_text import escape_text
 
 
 def text_table(columns, rows, *, numeric=()) -> str:
@@ -24,8 +31,7 @@ def text_table(columns, rows, *, numeric=()) -> str:
 def _text(value) -> str:
     if value is None:
         return ""
-    # One line per row: a newline in data must not break the table's shape.
-    return str(value).replace("\r", "\\r").replace("\n", "\\n")
+    return escape_text(value)
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:

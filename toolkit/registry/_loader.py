@@ -9,13 +9,13 @@ and the field is validated as text.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from marshmallow import EXCLUDE, Schema, ValidationError, validates_schema
 from marshmallow import fields as mf
 
+from .. import json_files
 from ..errors import RegistryError
 from ._definitions import AppDefinition, FieldDefinition, Registry, SelectOption
 from ._field_types import FIELD_TYPES, compile_pattern
@@ -125,19 +125,15 @@ def load_registry(path) -> Registry:
     """Read and check the registry file at `path`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = json_files.load(path)  # bounded in size (`/dev/zero` is refused) and in depth
     except FileNotFoundError:
         raise RegistryError(f"registry file not found: {path}", hint="set TOOLKIT_REGISTRY or --registry to the app registry's JSON") from None
     except IsADirectoryError:
         raise RegistryError(f"registry path is a directory, not a file: {path}") from None
-    except UnicodeDecodeError:
-        raise RegistryError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise RegistryError(f"cannot read registry file {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except json_files.JSONFileError as exc:
+        raise RegistryError(f"{path}: {exc}") from None
     return parse_registry(data, source=path)
 
 

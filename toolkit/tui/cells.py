@@ -2,7 +2,9 @@
 
 DataTable (and Static, and notify) parse strings as Textual markup: an email like
 `[red]x[/]@example.com` or a config value `[link=…]` would be styled or break the widget.
-Every data value passes through `text()` here.
+Every data value passes through `text()` here, which also escapes what a terminal would obey
+(`safe_text.escape_text`: ESC, C1, bidi overrides, newlines) — customer text never drives
+the operator's terminal, and a newline shows as `\\n` instead of breaking the row.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import datetime as dt
 import json
 
 from rich.text import Text
+
+from ..safe_text import escape_text
 
 MISSING = "—"
 STATUS_STYLES = {"configured": "green", "installed": "yellow"}
@@ -26,8 +30,7 @@ def text(value, style: str = "") -> Text:
         return value
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list, bool)) else str(value)
-    # One line per cell: a newline in data would break the row layout.
-    return Text(value.replace("\n", "⏎").replace("\r", ""), style=style)
+    return Text(escape_text(value), style=style)
 
 
 def timestamp(value: dt.datetime | None) -> Text:

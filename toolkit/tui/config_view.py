@@ -14,6 +14,7 @@ from rich.text import Text
 
 from .. import inspection
 from ..crypto import Secret, mask
+from ..safe_text import escape_text
 from . import cells
 
 DOTS_MASK = mask("", 0)  # a masked value with nothing to decrypt (malformed, no key…)
@@ -57,7 +58,7 @@ def value_cell(field: inspection.FieldView, revealed=None) -> Text:
     if field.masked:
         words = state_words(field)
         shown = Text(masked_text(field), style="bold")
-        shown.append(f"  {words}", style="dim" if words.startswith("encrypted") else "yellow")
+        shown.append(f"  {escape_text(words)}", style="dim" if words.startswith("encrypted") else "yellow")
         return shown
     if field.state == inspection.NON_STRING:
         return cells.text(field.value, "magenta")

@@ -19,6 +19,7 @@ import shlex
 
 from ..db import APP_STATUSES, ROLES
 from ..errors import UsageError
+from ..ids import parse_id
 
 KEYS = ("id", "app", "status", "email", "code", "user", "role")
 ANY_FINDING = "any"
@@ -50,6 +51,8 @@ class FilterQuery:
 
 
 def parse_filter(text: str, *, allowed: tuple[str, ...] = KEYS) -> FilterQuery:
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL: such a filter would fail in the driver
+        raise UsageError("the filter holds a NUL character (U+0000), which no stored value can contain")
     try:
         words = shlex.split(text)
     except ValueError as exc:
@@ -86,15 +89,15 @@ def parse_filter(text: str, *, allowed: tuple[str, ...] = KEYS) -> FilterQuery:
     user_id = values.get("user")
     if user_id is not None:
         try:
-            user_id = int(user_id)
-        except ValueError:
-            raise UsageError("user: takes a user id (a number)") from None
+            user_id = parse_id(user_id, "a user id")
+        except UsageError as exc:
+            raise UsageError(f"user: {exc.message}") from None
     ids = ()
     if "id" in values:
         try:
-            ids = tuple(int(part) for part in split_list(values["id"]))
-        except ValueError:
-            raise UsageError("id: takes installation ids (numbers, comma-separated)") from None
+            ids = tuple(parse_id(part, "an installation id") for part in split_list(values["id"]))
+        except UsageError as exc:
+            raise UsageError(f"id: {exc.message} (installation ids, comma-separated)") from None
     return FilterQuery(
         app=values.get("app"), status=status, email=values.get("email"), code=values.get("code"),
         user_id=user_id, role=role, ids=ids,

@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.widgets import ProgressBar, Static, Tree
 
 from ...errors import ToolkitError
+from ...safe_text import escape_text
 from .. import cells
 from ..filters import FilterQuery
 from ..messages import AuditFailed, AuditFinished, AuditProgress, DatabaseFailed
@@ -162,8 +163,8 @@ class AuditScreen(DataScreen):
         elif finding.user_id is not None:
             label.append(f"user #{finding.user_id} ", style="bold")
         if finding.field:
-            label.append(f"{finding.field}: ", style="cyan")
-        label.append(finding.message)
+            label.append(f"{escape_text(finding.field)}: ", style="cyan")
+        label.append(escape_text(finding.message))
         return label
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:

@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Static
 from ... import inspection
 from ...db import APP_STATUSES
 from ...errors import ToolkitError
+from ...safe_text import escape_text, is_safe
 from .. import cells
 from ..config_view import row_cells, state_words, value_cell
 from ..messages import Written
@@ -103,30 +104,30 @@ class InstallationScreen(DataScreen):
         out.append(f"Installation {detail.id}", style="bold")
         out.append("  ·  ")
         if detail.app_known:
-            out.append(detail.app_name, style="bold")
-            out.append(f" ({detail.app_id})", style="dim")
+            out.append(escape_text(detail.app_name), style="bold")
+            out.append(f" ({escape_text(detail.app_id)})", style="dim")
         else:
-            out.append(f"{detail.app_id} — not in the registry", style="bold red")
+            out.append(f"{escape_text(detail.app_id)} — not in the registry", style="bold red")
         out.append("  ·  ")
         out.append_text(cells.status(detail.status))
         out.append("\nUser ")
-        out.append(detail.user_email, style="bold")
-        out.append(f"  ({detail.user_name or 'no name'}, {detail.user_role}, user #{detail.user_id})")
+        out.append(escape_text(detail.user_email), style="bold")
+        out.append(escape_text(f"  ({detail.user_name or 'no name'}, {detail.user_role}, user #{detail.user_id})"))
         out.append("\nInstalled ")
         out.append_text(cells.timestamp(detail.installed_at))
         out.append("   updated ")
         out.append_text(cells.timestamp(detail.updated_at))
         if detail.config_problem:
             out.append("\n")
-            out.append(f"{detail.config_problem}: the app cannot read it (audit code config.not-object)",
+            out.append(escape_text(f"{detail.config_problem}: the app cannot read it (audit code config.not-object)"),
                        style="bold red")
         for finding in self.app.findings_for(detail.id):
             out.append("\n")
             out.append(f"{cells.SEVERITY_MARKS.get(finding.severity, '')} {finding.code}",
                        style=cells.SEVERITY_STYLES.get(finding.severity, ""))
             if finding.field:
-                out.append(f" [{finding.field}]")
-            out.append(f" {finding.message}")
+                out.append(f" [{escape_text(finding.field)}]")
+            out.append(f" {escape_text(finding.message)}")
         return out
 
     # --- leaving forgets revealed values ----------------------------------------------
@@ -180,7 +181,7 @@ class InstallationScreen(DataScreen):
         if row is None or self.detail is None:
             return
         if not row.masked:
-            self.notify(f"{row.label} is not a secret: its value is shown as stored.", markup=False)
+            self.notify(escape_text(f"{row.label} is not a secret: its value is shown as stored."), markup=False)
             return
         if self.query_one(RevealedValues).secret(row.key) is not None:
             self.query_one(RevealedValues).forget(row.key)
@@ -189,7 +190,7 @@ class InstallationScreen(DataScreen):
         if not row.revealable:
             self._explain_not_revealable(row)
             return
-        prompt = Text(f"Reveal {row.label} ({row.key}) of installation {self.detail.id}? This is logged.")
+        prompt = Text(escape_text(f"Reveal {row.label} ({row.key}) of installation {self.detail.id}? This is logged."))
         self.app.push_screen(ConfirmScreen(prompt, "Reveal"), lambda yes: yes and self._reveal(row))
 
     def _explain_not_revealable(self, row) -> None:
@@ -199,7 +200,7 @@ class InstallationScreen(DataScreen):
         except ToolkitError as exc:
             self.notify(exc.one_line(), title="Not revealed", severity="error", markup=False)
             return
-        self.notify(f"{row.label} has nothing to reveal ({state_words(row)}).", markup=False)
+        self.notify(escape_text(f"{row.label} has nothing to reveal ({state_words(row)})."), markup=False)
 
     def _reveal(self, row) -> None:
         try:
@@ -211,7 +212,7 @@ class InstallationScreen(DataScreen):
         # The panel keeps the Secret (masked in any rendering but its own), not a bare str.
         self.query_one(RevealedValues).reveal(row.key, row.label, row.value)
         self.show_value(row.key)
-        self.notify(f"{row.label} revealed (logged). It is hidden again when you leave this screen.", markup=False)
+        self.notify(escape_text(f"{row.label} revealed (logged). It is hidden again when you leave this screen."), markup=False)
 
     def action_copy(self) -> None:
         row = self.current_row()
@@ -251,12 +252,13 @@ class InstallationScreen(DataScreen):
             self.notify("A secret field: use k to set it (typed masked, encrypted).", markup=False)
             return
         detail = self.detail
-        current = row.value if isinstance(row.value, str) else ""
+        # The input shows its value raw: one holding escapes starts empty (the table shows it escaped).
+        current = row.value if isinstance(row.value, str) and is_safe(row.value) else ""
 
         def typed(value):
             if value is None or value == current:
                 return
-            prompt = Text(f"Set {row.label} ({row.key}) of installation {detail.id} to ")
+            prompt = Text(escape_text(f"Set {row.label} ({row.key}) of installation {detail.id} to "))
             prompt.append(repr(value), style="bold")
             prompt.append("?")
             self.app.push_screen(ConfirmScreen(prompt, "Save"),
@@ -265,7 +267,7 @@ class InstallationScreen(DataScreen):
                                                                            expected=detail.as_read),
                                      f"{row.label} saved."))
 
-        self.app.push_screen(InputScreen(Text(f"{row.label} ({row.key}, {row.type})"), current), typed)
+        self.app.push_screen(InputScreen(Text(escape_text(f"{row.label} ({row.key}, {row.type})")), current), typed)
 
     def action_set_secret(self) -> None:
         row = self.current_row()
@@ -284,23 +286,23 @@ class InstallationScreen(DataScreen):
             except ToolkitError as exc:
                 self.notify(exc.one_line(), severity="error", markup=False)
                 return
-            prompt = Text(f"Set {row.label} ({row.key}) of installation {detail.id}? "
-                          f"It is encrypted with the current key ({fingerprint}).")
+            prompt = Text(escape_text(f"Set {row.label} ({row.key}) of installation {detail.id}? "
+                          f"It is encrypted with the current key ({fingerprint})."))
             self.app.push_screen(ConfirmScreen(prompt, "Set secret"),
                                  lambda yes: yes and self._write(
                                      lambda service: service.update_config(detail.id, {row.key: value},
                                                                            expected=detail.as_read),
                                      f"{row.label} set (encrypted)."))
 
-        self.app.push_screen(InputScreen(Text(f"New value for {row.label} ({row.key}) — input is masked"),
+        self.app.push_screen(InputScreen(Text(escape_text(f"New value for {row.label} ({row.key}) — input is masked")),
                                          password=True), typed)
 
     def action_uninstall(self) -> None:
         if self.detail is None:
             return
         detail = self.detail
-        prompt = Text(f"Uninstall {detail.app_name} for {detail.user_email}? "
-                      f"This deletes installation {detail.id} and its config.")
+        prompt = Text(escape_text(f"Uninstall {detail.app_name} for {detail.user_email}? "
+                      f"This deletes installation {detail.id} and its config."))
         self.app.push_screen(ConfirmScreen(prompt, "Uninstall", danger=True),
                              lambda yes: yes and self._write(
                                  lambda service: service.uninstall(detail.id, expected=detail.as_read),
@@ -316,7 +318,7 @@ class InstallationScreen(DataScreen):
         self.fetch("write", job)
 
     def show_write(self, written: Written) -> None:
-        self.notify(written.message, markup=False)
+        self.notify(escape_text(written.message), markup=False)
         self.app.data_changed()
         if written.removed:
             self.app.pop_screen()

@@ -24,6 +24,7 @@ from ... import browse
 from ...audit.codes import ALL_CODES, select_codes
 from ...db import APP_STATUSES, ROLES
 from ...errors import UsageError
+from ...safe_text import escape_text
 from .. import cells
 from ..clipboard import copy_text
 from ..filters import ANY_FINDING, FilterQuery, complete, parse_filter, resolve_apps, split_list
@@ -340,7 +341,7 @@ class ListScreen(DataScreen):
         if self.query_filter.is_empty:
             line.append("none (/)", style="dim")
         else:
-            line.append(self.describe_filter())
+            line.append(escape_text(self.describe_filter()))  # quotes an email
         if loading:
             line.append("   loading…", style="italic")
         if error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from ...safe_text import escape_text
 from .. import cells
 
 MAX_APPS = 8
@@ -19,12 +20,12 @@ class OverviewStrip(Static):
             line.append(f"{cells.number(overview.total)} installations", style="bold")
             line.append(f" · {cells.number(overview.users)} users   ")
             for status, count in overview.by_status.items():
-                line.append(f"{status} ", style=cells.STATUS_STYLES.get(status, ""))
+                line.append(f"{escape_text(status)} ", style=cells.STATUS_STYLES.get(status, ""))
                 line.append(f"{cells.number(count)}  ")
             line.append("│ ", style="dim")
             apps = list(overview.by_app.items())
             for app_id, count in apps[:MAX_APPS]:
-                line.append(f"{app_name(app_id)} ", style="bold")
+                line.append(f"{escape_text(app_name(app_id))} ", style="bold")
                 line.append(f"{cells.number(count)}  ")
             if len(apps) > MAX_APPS:
                 line.append(f"+{len(apps) - MAX_APPS} more  ", style="dim")

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from ...crypto import mask
+from ...safe_text import escape_text
 
 MASK = mask("", 0)
 
@@ -54,11 +55,11 @@ class RevealedValues(Widget):
         for n, (key, (label, secret)) in enumerate(self._values.items()):
             if n:
                 shown.append("\n")
-            shown.append(f"{label} ({key}): ", style="bold")
+            shown.append(escape_text(f"{label} ({key}): "), style="bold")
             if masked:
                 shown.append(MASK + "  (hidden in screenshots)", style="dim")
             else:
-                shown.append(secret.reveal().replace("\n", "⏎"), style="reverse")
+                shown.append(escape_text(secret.reveal()), style="reverse")
         return shown
 
     def get_content_height(self, container, viewport, width: int) -> int:
