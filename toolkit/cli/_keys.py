@@ -83,7 +83,7 @@ def render_status(usage) -> str:
     lines.append(f"{'total':<{width}}  {'':<11}  {usage.values:>8}")
     notes = [f"{plural(usage.installations, 'installation')} scanned, {plural(usage.empty, 'empty secret field')}"]
     if usage.unknown_app:
-        notes.append(f"{plural(usage.unknown_app, 'installation')} of apps not in the registry skipped")
+        notes.append(f"{plural(usage.unknown_app, 'installation')} of apps not in the registry (their ciphertexts counted)")
     lines += ["", "; ".join(notes) + "."]
     for key, count, outside, places in zip(usage.keyring.previous, usage.per_key[1:],
                                            usage.outside_password_fields[1:], usage.locations[1:]):

@@ -37,7 +37,7 @@ class KeyStatus:
     def headline(self) -> str:
         u = self.usage
         return (f"{plural(u.values, 'stored secret')} in {plural(u.installations, 'installation')} "
-                f"({u.empty} empty; {plural(u.unknown_app, 'installation')} of apps not in the registry skipped)")
+                f"({u.empty} empty; {plural(u.unknown_app, 'installation')} of apps not in the registry, their ciphertexts counted)")
 
     def advice(self) -> list[str]:
         u = self.usage
