@@ -35,7 +35,9 @@ class Context:
             self._announce(f"Using the embedded demo database ({path}); set DATABASE_URL to use a real one.")
             database = db.open_sqlite(path)
         else:
-            database = db.open_postgres(self.settings.database_url, "DATABASE_URL")
+            database = db.open_postgres(self.settings.database_url, "DATABASE_URL",
+                                        connect_timeout=self.settings.connect_timeout,
+                                        statement_timeout=self.settings.statement_timeout)
         db.bind(database)
         return database
 
