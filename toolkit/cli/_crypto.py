@@ -30,9 +30,10 @@ def decrypt(value):
 
     context = get_context()
     # A pasted ciphertext often carries a newline or spaces; they are never part of one.
-    decrypted = context.keyring.decrypt(read_value(value, "Ciphertext").strip())
+    stored = read_value(value, "Ciphertext").strip()
+    decrypted = context.keyring.decrypt(stored)
     record_reveal(context.settings, installation_id=None, field=None,
-                  key_fingerprint=decrypted.key.fingerprint, via="cli")
+                  key_fingerprint=decrypted.key.fingerprint, via="cli", ciphertext=stored)
     if decrypted.key_index:
         click.echo(f"decrypted with the {decrypted.key} key — rotate it with `toolkit keys rotate`", err=True)
     if decrypted.secret.invalid_utf8:
