@@ -241,3 +241,44 @@ def test_a_paused_pooler_gives_a_clear_error_in_bounded_time(own_pgbouncer, pg_u
     assert result.returncode == 3
     line = one_line(result.stderr)
     assert "did not answer within 4 s" in line and "paused pooler" in line, line
+
+
+# ---- the dashboard --------------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_the_dashboard_counts_the_wait_and_quits_on_q(silent_server, tmp_path):
+    import asyncio
+
+    from test_browse_seed import REGISTRY
+    from test_tui import SIZE
+
+    from toolkit.registry import parse_registry
+    from toolkit.settings import Settings
+    from toolkit.tui import DashboardApp, DataSource
+    from toolkit.tui.widgets import DatabaseBanner
+
+    # Far beyond the test's guard: the worker threads stay stuck in connect the whole time.
+    database = db.open_postgres(silent_server.url, connect_timeout=600)
+    source = DataSource(database=database, settings=Settings(access_log=tmp_path / "access.log"),
+                        registry=parse_registry(REGISTRY), keyring=None, location="silent")
+    app = DashboardApp(source, waiting_after_seconds=0.2)
+
+    async def banner_says(pilot, text):
+        banner = app.screen.query_one(DatabaseBanner)
+        while not (banner.display and text in str(banner.render())):
+            await pilot.pause(0.05)  # polls for the condition; pytest-timeout is the guard
+        return str(banner.render())
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            assert silent_server.accepted.wait(timeout=30)
+            first = await banner_says(pilot, "Waiting for the database (")
+            assert "q quits" in first and app.db_error is None
+            await banner_says(pilot, "Waiting for the database (1 s)")
+            await banner_says(pilot, "Waiting for the database (2 s)")  # it counts
+            assert len(app.db_calls) >= 1  # still stuck
+            await pilot.press("q")
+        return app.return_code
+
+    assert asyncio.run(scenario()) == 0
+    assert not app.is_running
