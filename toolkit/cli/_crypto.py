@@ -31,7 +31,7 @@ def decrypt(value):
     context = get_context()
     # A pasted ciphertext often carries a newline or spaces; they are never part of one.
     stored = read_value(value, "Ciphertext").strip()
-    decrypted = context.keyring.decrypt(stored)
+    decrypted = context.value_keyring.decrypt(stored)
     record_reveal(context.settings, installation_id=None, field=None,
                   key_fingerprint=decrypted.key.fingerprint, via="cli", ciphertext=stored)
     if decrypted.key_index:
@@ -55,4 +55,4 @@ def encrypt(value):
       printf %s "$NEW_SECRET" | toolkit encrypt
     """
     context = get_context()
-    click.echo(context.keyring.encrypt(read_value(value, "Plaintext")))
+    click.echo(context.value_keyring.encrypt(read_value(value, "Plaintext")))
