@@ -175,10 +175,11 @@ def test_the_dashboard_precheck_against_a_silent_server_ends(silent_server, tmp_
     assert "timeout" in one_line(result.stderr)
 
 
-@pytest.mark.parametrize("command", [("audit",), ("show", "1"), ("keys", "status")])
+@pytest.mark.parametrize("command", [("audit",), ("show", "1"), ("keys", "status"), ("keys", "rotate", "--yes")])
 def test_ctrl_c_ends_a_command_waiting_on_a_silent_server(silent_server, tmp_path, command):
     # A connect timeout far beyond the guard: only Ctrl-C can end it in time.
-    env = toolkit_env(tmp_path, DATABASE_URL=silent_server.url, TOOLKIT_CONNECT_TIMEOUT="600")
+    env = toolkit_env(tmp_path, DATABASE_URL=silent_server.url, TOOLKIT_CONNECT_TIMEOUT="600",
+                      ENCRYPTION_KEY_PREVIOUS="cd" * 32)
     process = subprocess.Popen(toolkit(*command), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert silent_server.accepted.wait(timeout=30), "the command never connected"
@@ -282,3 +283,36 @@ def test_the_dashboard_counts_the_wait_and_quits_on_q(silent_server, tmp_path):
 
     assert asyncio.run(scenario()) == 0
     assert not app.is_running
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", [("show", "1"), ("audit",)])
+def test_ctrl_c_ends_a_command_waiting_on_a_query(pg_url, tmp_path, command):
+    """The server answers, but the query waits on a lock another session holds."""
+    import time
+
+    dbname = pg_url.rsplit("/", 1)[1]
+    holder = psycopg2.connect(pg_url)
+    holder.cursor().execute("LOCK TABLE app_installations IN ACCESS EXCLUSIVE MODE")
+    watcher = psycopg2.connect(pg_url)
+    watcher.autocommit = True
+    process = subprocess.Popen(toolkit(*command), env=toolkit_env(tmp_path, DATABASE_URL=pg_url),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with watcher.cursor() as cursor:
+            while True:  # until the command's backend waits on the lock (pytest-timeout guards)
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                               (dbname,))
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=3)
+    finally:
+        process.kill()
+        process.wait()
+        holder.close()
+        watcher.close()
+    assert process.returncode == 130, err
+    assert one_line(err) == "interrupted" and out == ""
