@@ -35,12 +35,30 @@ class Context:
             self._announce(f"Using the embedded demo database ({path}); set DATABASE_URL to use a real one.")
             database = db.open_sqlite(path)
         else:
-            database = db.open_postgres(self.settings.database_url, "DATABASE_URL")
+            database = db.open_postgres(self.settings.database_url, "DATABASE_URL",
+                                        connect_timeout=self.settings.connect_timeout,
+                                        statement_timeout=self.settings.statement_timeout)
         db.bind(database)
         return database
 
     @functools.cached_property
     def keyring(self):
+        """The keyring of this context's database. On the demo database that is the public
+        demo keys only: a real ENCRYPTION_KEY from the environment would otherwise seal demo
+        writes with the production key, or meet real ciphertexts pasted into demo rows."""
+        if self.is_demo:
+            from . import demo
+
+            if self.settings.encryption_key or self.settings.encryption_key_previous:
+                self._announce("The demo database uses its public demo keys only; ENCRYPTION_KEY and "
+                               "ENCRYPTION_KEY_PREVIOUS are ignored until DATABASE_URL is set.")
+            return demo.demo_keyring(self.settings)
+        return self.value_keyring
+
+    @functools.cached_property
+    def value_keyring(self):
+        """The keyring for one value given by hand (`decrypt`, `encrypt`): no database is
+        involved, so ENCRYPTION_KEY is used whenever it is set; the demo keys otherwise."""
         from .crypto import Keyring
 
         if self.is_demo and not self.settings.encryption_key:

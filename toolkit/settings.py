@@ -29,13 +29,24 @@ TOOLKIT_DATA_DIR = "TOOLKIT_DATA_DIR"  # where the demo database lives
 TOOLKIT_MASK_VISIBLE = "TOOLKIT_MASK_VISIBLE"  # how many trailing characters a mask shows
 TOOLKIT_EXPORT_DIR = "TOOLKIT_EXPORT_DIR"  # where the dashboard saves exports and screenshots
 TOOLKIT_CONFIG_DIR = "TOOLKIT_CONFIG_DIR"  # where the dashboard keeps its preferences
+TOOLKIT_CONNECT_TIMEOUT = "TOOLKIT_CONNECT_TIMEOUT"  # seconds to establish a connection (libpq connect_timeout)
+TOOLKIT_STATEMENT_TIMEOUT = "TOOLKIT_STATEMENT_TIMEOUT"  # seconds a read statement may run (SET LOCAL); 0 = none
 
 ALL_VARIABLES = (
     DATABASE_URL, DIRECT_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, TOOLKIT_REGISTRY,
     TOOLKIT_KEY_DERIVATION, TOOLKIT_KEY_SALT, TOOLKIT_IV_LENGTH, TOOLKIT_ACCESS_LOG,
     TOOLKIT_DATA_DIR, TOOLKIT_MASK_VISIBLE, TOOLKIT_EXPORT_DIR, TOOLKIT_CONFIG_DIR,
+    TOOLKIT_CONNECT_TIMEOUT, TOOLKIT_STATEMENT_TIMEOUT,
 )
 APP_NAME = "installation-toolkit"  # the platformdirs name of the user's data, state and config dirs
+
+# Defaults. Connect: long enough for a cold Supabase pooler across an ocean, short enough that
+# a silent server ends `show` before an operator reaches for kill. Statement: longer than any
+# read the dashboard or `show` should ever take; with the connect timeout on top it is also how
+# long the client waits for any answer, well under PgBouncer's 120 s query_wait_timeout, so a
+# paused pooler ends with an error instead of a two-minute hang.
+DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_STATEMENT_TIMEOUT = 30
 
 KEY_DERIVATIONS = ("hex", "raw", "sha256", "scrypt")
 
@@ -72,6 +83,8 @@ class Settings:
         import platformdirs
 
         return Path(platformdirs.user_config_dir(APP_NAME))
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT  # seconds, >= 1
+    statement_timeout: int = DEFAULT_STATEMENT_TIMEOUT  # seconds, 0 = none
 
     @property
     def uses_demo(self) -> bool:
@@ -142,5 +155,7 @@ def load_settings(cwd: Path | None = None, environ: dict | None = None, **overri
         mask_visible=integer(TOOLKIT_MASK_VISIBLE, 4, allowed=range(0, 65)),
         export_dir=path(TOOLKIT_EXPORT_DIR),
         config_dir=path(TOOLKIT_CONFIG_DIR),
+        connect_timeout=integer(TOOLKIT_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, allowed=range(1, 3601)),
+        statement_timeout=integer(TOOLKIT_STATEMENT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, allowed=range(0, 86401)),
     )
     return settings.with_overrides(**overrides)

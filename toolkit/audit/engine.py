@@ -245,6 +245,15 @@ def _init_worker(auditor, dsn, counter) -> None:
     # What the parent built is never garbage: keep the collector off it (no copy-on-write of
     # the inherited pages when a full collection walks them).
     gc.freeze()
+    # Ctrl-C reaches the whole process group: the parent answers it and terminates the pool
+    # (SIGTERM ends a worker even inside libpq), so workers ignore SIGINT — no traceback
+    # from each. They run COPY, which psycopg2 refuses under a wait callback: blocking libpq.
+    import signal
+
+    import psycopg2.extensions
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    psycopg2.extensions.set_wait_callback(None)
     _WORKER.update(auditor=auditor, dsn=dsn, counter=counter, connection=None)
 
 

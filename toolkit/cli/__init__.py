@@ -56,15 +56,54 @@ def cli(ctx, database_url, registry_path):
     from ..context import Context
     from ..settings import load_settings
 
+    from ..db.connection import install_interruptible_waits
+
     overrides = {"database_url": database_url}
     if registry_path:
         overrides["registry_path"] = Path(registry_path)
-    ctx.obj = Context(load_settings(**overrides))
+    settings = load_settings(**overrides)
+    # Ctrl-C and a deadline end every database wait (the dashboard lifts it for its threads).
+    install_interruptible_waits(statement_timeout=settings.statement_timeout,
+                                connect_timeout=settings.connect_timeout)
+    ctx.obj = Context(settings)
     ctx.call_on_close(ctx.obj.close)
 
 
 def main(argv=None) -> int:
     """Entry point of the console script and `python -m toolkit`."""
+    import psycopg2.extensions
+
+    previous_wait = psycopg2.extensions.get_wait_callback()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one unwinds
+        return _interrupted()
+    finally:
+        psycopg2.extensions.set_wait_callback(previous_wait)  # in-process callers (tests) get theirs back
+
+
+def _interrupted() -> int:
+    """Ctrl-C: one line, exit 130 (128 + SIGINT, as shells report it). Whatever was open is
+    rolled back by closing its connection; files are written whole or not at all."""
+    click.echo("interrupted", err=True)
+    return INTERRUPTED
+
+
+INTERRUPTED = 130
+
+
+def _by_interrupt(exc: BaseException) -> bool:
+    """An error raised while unwinding from Ctrl-C (a rollback on the connection psycopg2 just
+    closed, say) still reports the interrupt, not a database error."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc, seen = exc.__context__, seen + 1
+    return False
+
+
+def _main(argv) -> int:
     try:
         # Without standalone mode click returns `ctx.exit(code)`'s code instead of raising.
         # auto_envvar_prefix: every flag has an environment twin, e.g. --fail-on is
@@ -73,6 +112,8 @@ def main(argv=None) -> int:
         # variables settings.py owns (--database-url, --registry, --direct-url).
         result = cli.main(args=argv, prog_name="toolkit", standalone_mode=False, auto_envvar_prefix="TOOLKIT")
     except ToolkitError as exc:
+        if _by_interrupt(exc):
+            return _interrupted()
         click.echo(f"error: {exc.one_line()}", err=True)
         return int(exc.exit_code)
     except click.exceptions.Exit as exc:
@@ -85,13 +126,16 @@ def main(argv=None) -> int:
     except click.ClickException as exc:
         click.echo(f"error: {escape_text(exc.format_message())}", err=True)
         return int(ExitCode.USAGE)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if _by_interrupt(exc):  # click turns Ctrl-C into Abort (after a newline, off the ^C)
+            return _interrupted()
         click.echo("aborted", err=True)
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
+        return _interrupted()
     except Exception as exc:  # a bug or an unforeseen failure: still one line, exit 3
+        if _by_interrupt(exc):
+            return _interrupted()
         if os.environ.get("TOOLKIT_DEBUG"):
             raise
         # Only the type: an arbitrary exception's message may quote data (a secret).

@@ -76,9 +76,10 @@ def decrypt(value):
     from ..crypto.access_log import record_reveal
 
     context = get_context()
-    decrypted = context.keyring.decrypt(read_value(value, "Ciphertext"))
+    stored = read_value(value, "Ciphertext")  # exactly as given, but one trailing newline
+    decrypted = context.value_keyring.decrypt(stored)
     record_reveal(context.settings, installation_id=None, field=None,
-                  key_fingerprint=decrypted.key.fingerprint, via="cli")
+                  key_fingerprint=decrypted.key.fingerprint, via="cli", ciphertext=stored)
     if decrypted.key_index:
         click.echo(f"decrypted with the {decrypted.key} key — rotate it with `toolkit keys rotate`", err=True)
     if decrypted.secret.invalid_utf8:
@@ -111,4 +112,4 @@ def encrypt(value):
         click.echo("warning: a VALUE on the command line shows in the process list and your shell history; "
                    "pipe it on stdin instead: printf %s \"$SECRET\" | toolkit encrypt", err=True)
     context = get_context()
-    write_stdout(context.keyring.encrypt(read_value(value, "Plaintext")), newline=True)
+    write_stdout(context.value_keyring.encrypt(read_value(value, "Plaintext")), newline=True)

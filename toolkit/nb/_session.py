@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,8 +38,8 @@ def connect(*, demo: bool | None = None, fresh: bool = False, env_dir=None, data
 
     demo: None = as the CLI decides (demo database when DATABASE_URL is unset); True = the
     demo database, ignoring DATABASE_URL, keys and registry from the environment.
-    fresh: a new demo database in a temporary directory, removed when the kernel exits;
-    implies demo=True. Its access log is kept beside it unless `access_log` is given.
+    fresh: a new demo database in a scratch directory, removed when the kernel exits — and,
+    should the kernel die without cleaning up, by the next `connect(fresh=True)`; implies demo=True. Its access log is kept beside it unless `access_log` is given.
     env_dir: the directory whose `.env` / `.env.local` files are read (default: the working
     directory, as the CLI does).
     """
@@ -47,7 +48,7 @@ def connect(*, demo: bool | None = None, fresh: bool = False, env_dir=None, data
     if fresh or demo:
         settings = Settings()
         if fresh:
-            scratch = Path(tempfile.mkdtemp(prefix="toolkit-demo-"))
+            scratch = _new_scratch()
             settings = dataclasses.replace(settings, data_dir=scratch, access_log=scratch / "access.log")
     else:
         settings = load_settings(cwd=Path(env_dir) if env_dir else None)
@@ -65,6 +66,61 @@ def connect(*, demo: bool | None = None, fresh: bool = False, env_dir=None, data
 def current() -> "Session":
     """The session `connect()` made last (connecting from the environment if there is none)."""
     return _current if _current is not None else connect()
+
+
+# ---- scratch copies of the demo database -------------------------------------------------------
+# Each lives in the user's cache directory and holds a lock file that its process keeps locked
+# (flock) for as long as it runs. The kernel drops the lock when the process dies, however it
+# dies (SIGKILL, a crashed kernel), so a scratch directory whose lock can be taken is stale.
+
+_SCRATCH_LOCK = ".owner.lock"
+_held_locks: list[int] = []  # open descriptors: closing one would release its lock
+
+
+def scratch_root() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("installation-toolkit")) / "fresh"
+
+
+def _new_scratch() -> Path:
+    import fcntl
+
+    root = scratch_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale_scratch(root)
+    # Made under another name and renamed once locked: a concurrent cleanup never sees an
+    # unlocked `demo-*` directory that is still being made.
+    making = Path(tempfile.mkdtemp(prefix="making-", dir=root))
+    fd = os.open(making / _SCRATCH_LOCK, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held_locks.append(fd)
+    scratch = root / ("demo-" + making.name.removeprefix("making-"))
+    os.rename(making, scratch)
+    return scratch
+
+
+def remove_stale_scratch(root: Path | None = None) -> list[Path]:
+    """Delete the scratch directories no running process holds; returns them."""
+    import fcntl
+
+    root = scratch_root() if root is None else root
+    removed = []
+    for scratch in sorted(root.glob("demo-*")) if root.is_dir() else ():
+        try:
+            fd = os.open(scratch / _SCRATCH_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # no lock file: not one of ours
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its process is alive
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed.append(scratch)
+        finally:
+            os.close(fd)
+    return removed
 
 
 class Session:

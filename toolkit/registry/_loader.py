@@ -18,7 +18,7 @@ from marshmallow import fields as mf
 from .. import json_files
 from ..errors import RegistryError
 from ._definitions import AppDefinition, FieldDefinition, Registry, SelectOption
-from ._field_types import FIELD_TYPES, compile_pattern
+from ._field_types import FIELD_TYPES, PATTERN_TIMEOUT_S, backtracking_risk, compile_pattern
 
 APP_ID_MAX = 100  # app_installations.app_id is varchar(100)
 
@@ -190,6 +190,10 @@ def _build_app(app_id: str, raw, warnings: list[str]):
         if declared not in FIELD_TYPES:
             warnings.append(f"{where}, field '{field_spec['key']}': unknown type '{declared}', validated as text")
             kind = "text"
+        risk = backtracking_risk(field_spec["pattern"]) if field_spec["pattern"] else None
+        if risk:
+            warnings.append(f"{where}, field '{field_spec['key']}': the pattern may backtrack catastrophically "
+                            f"({risk}); values are checked with a {PATTERN_TIMEOUT_S:g} s limit")
         fields.append(FieldDefinition(
             key=field_spec["key"],
             label=field_spec["label"] if field_spec["label"] is not None else field_spec["key"],

@@ -23,8 +23,11 @@ from .screens.installation import InstallationScreen
 from .screens.installations import InstallationsScreen
 from .screens.users import UsersScreen
 from .widgets import RevealedValues
+from .workers import DaemonThreads, InFlight
 
 HEALTH_CHECK_SECONDS = 3.0
+# A call unanswered this long shows "waiting for the database (N s)", counting every second.
+WAITING_AFTER_SECONDS = 1.0
 
 
 class DashboardApp(App):
@@ -41,8 +44,10 @@ class DashboardApp(App):
     ]
 
     db_error: var[str | None] = var(None)
+    db_waiting: var[int | None] = var(None)  # whole seconds the oldest database call has waited
 
-    def __init__(self, source, *, write: bool = False, health_check_seconds: float = HEALTH_CHECK_SECONDS):
+    def __init__(self, source, *, write: bool = False, health_check_seconds: float = HEALTH_CHECK_SECONDS,
+                 waiting_after_seconds: float = WAITING_AFTER_SECONDS):
         super().__init__()
         self.source = source
         self.write_enabled = write
@@ -54,6 +59,9 @@ class DashboardApp(App):
         self.include_secrets_in_screenshot = False
         self._health_seconds = health_check_seconds
         self._health_timer = None
+        self.db_calls = InFlight()
+        self._waiting_after = waiting_after_seconds
+        self._ping = InFlight()  # at most one health check at a time
         self.sub_title = ("DEMO · " if source.is_demo else "") + ("write mode" if write else "read-only")
         self.preferences = preferences.load(source.settings)
 
@@ -91,6 +99,25 @@ class DashboardApp(App):
             return None
         self.notify(f"Saved to {target}", title="Screenshot", markup=False)
         return str(target)
+
+    def on_load(self) -> None:
+        import asyncio
+
+        from ..db.connection import restore_waits
+
+        # Thread workers on daemon threads that quitting never joins (see DaemonThreads).
+        asyncio.get_running_loop().set_default_executor(DaemonThreads())
+        # The CLI's interruptible waits are process-wide and lifted for COPY, which is only
+        # safe with one database thread: here every worker thread has its own connection, so
+        # libpq blocks (bounded by the connect and statement timeouts) and q never waits on it.
+        restore_waits(None)
+
+    def on_mount(self) -> None:
+        self.set_interval(min(1.0, self._waiting_after), self._count_waiting)
+
+    def _count_waiting(self) -> None:
+        seconds = self.db_calls.oldest_seconds()
+        self.db_waiting = int(seconds) if seconds is not None and seconds >= self._waiting_after else None
 
     # --- navigation -------------------------------------------------------------------
     def open_installation(self, installation_id: int) -> None:
@@ -187,15 +214,21 @@ class DashboardApp(App):
         """The health check: one `SELECT 1` on its own connection, in a thread."""
         source = self.source
         app = self
+        if len(self._ping):
+            return  # the last one is still waiting for an answer (the banner counts it)
+        token = self._ping.begin()  # here, on the UI thread: two quick retries start one ping
 
         def ping():
             from ..errors import DatabaseError
 
             try:
-                source.ping()
+                with app.db_calls.waiting():
+                    source.ping()
             except DatabaseError as exc:
                 app.post_message(DatabaseFailed(exc.one_line()))
                 return
+            finally:
+                app._ping.end(token)
             app.post_message(DatabaseOk())
 
         self.run_worker(ping, thread=True, group="health", name="health", exclusive=False, exit_on_error=False)

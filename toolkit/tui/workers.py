@@ -5,10 +5,19 @@
 screen, which calls `self.show_<group>(result)` on the UI thread. A newer request in the
 same group makes older answers stale: they are dropped by token, so a slow page never
 overwrites a fresh one. Database failures also go to the app (banner + health check).
+
+Every call is counted in `app.db_calls` while it waits, so the banner can say "waiting for
+the database (N s)" when a server accepts connections and never answers. Worker threads are
+daemons the app never joins (`DaemonThreads`): quitting does not wait for a stuck one.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import itertools
+import threading
+import time
 from typing import Any, Callable
 
 from textual.screen import Screen
@@ -30,7 +39,7 @@ class DataScreen(Screen):
 
         def run() -> None:
             try:
-                with source.session() as database:
+                with app.db_calls.waiting(), source.session() as database:
                     result = job(database)
             except DatabaseError as exc:
                 app.post_message(DatabaseFailed(exc.one_line()))
@@ -65,3 +74,66 @@ class DataScreen(Screen):
 
     def reload(self) -> None:
         """Fetch again what the screen shows (after the database returns, or ctrl+r)."""
+
+
+class InFlight:
+    """Database calls under way, from any thread: how long the oldest has been waiting."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._started: dict[int, float] = {}
+        self._ids = itertools.count()
+
+    def begin(self) -> int:
+        with self._lock:
+            token = next(self._ids)
+            self._started[token] = time.monotonic()
+        return token
+
+    def end(self, token: int) -> None:
+        with self._lock:
+            self._started.pop(token, None)
+
+    @contextlib.contextmanager
+    def waiting(self):
+        """Around one call."""
+        token = self.begin()
+        try:
+            yield
+        finally:
+            self.end(token)
+
+    def oldest_seconds(self) -> float | None:
+        with self._lock:
+            first = min(self._started.values(), default=None)
+        return None if first is None else time.monotonic() - first
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._started)
+
+
+class DaemonThreads(concurrent.futures.ThreadPoolExecutor):
+    """The event loop's executor (Textual runs thread workers there): one daemon thread per
+    call, and a shutdown that joins nothing. The stock executor's threads are joined when the
+    loop closes and again at interpreter exit, so one worker stuck on a silent server would
+    hold `q` for as long as the server stays silent."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run():
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the awaiting worker, as the stock executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=run, name="dashboard-db", daemon=True).start()
+        return future
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        return None
