@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -333,44 +332,62 @@ def test_rotation_through_pgbouncer_re_encrypts_every_old_key_value(careless, ru
                                                     env["DATABASE_URL"], stored)
 
 
-# ---- the same careless data in SQLite (the demo database's engine) ---------------------
+# ---- the same careless data in SQLite -------------------------------------------------------
+# The CLI runs SQLite only as the demo database, which never takes a real key (issue 12): the
+# same rules are exercised through the Python API on a SQLite file with the app's schema.
 
 @pytest.fixture
 def careless_sqlite(node_bin, tmp_path):
-    """The scenario in a SQLite file with the app's schema, where the CLI finds the demo database."""
-    from toolkit import db, demo
-    from toolkit.settings import Settings
+    from toolkit import db
 
     stored = seed(node_bin)
-    data_dir = tmp_path / "data"
-    path = demo.demo_path(Settings(data_dir=data_dir))
-    path.parent.mkdir(parents=True)
-    database = db.open_sqlite(path)
+    database = db.open_sqlite(tmp_path / "careless.sqlite3")
     db.create_tables(database)
-    database.close()
     rows = plan()
-    with sqlite3.connect(path) as connection:
-        connection.executemany("INSERT INTO users (id, email, role) VALUES (?, ?, 'customer')",
-                               [(u["id"], u["email"]) for u in rows["users"]])
-        connection.executemany(
-            "INSERT INTO app_installations (id, user_id, app_id, status, config) VALUES (?, ?, ?, ?, ?)",
-            [(r["id"], r["userId"], r["appId"], r["status"], json.dumps(stored[r["id"]])) for r in rows["installations"]],
-        )
-    connection.close()
-    return {**cli_env(tmp_path, None), "TOOLKIT_DATA_DIR": str(data_dir)}, stored
+    with database.atomic():
+        for user in rows["users"]:
+            database.execute_sql("INSERT INTO users (id, email, role) VALUES (?, ?, 'customer')", (user["id"], user["email"]))
+        for r in rows["installations"]:
+            database.execute_sql(
+                "INSERT INTO app_installations (id, user_id, app_id, status, config) VALUES (?, ?, ?, ?, ?)",
+                (r["id"], r["userId"], r["appId"], r["status"], json.dumps(stored[r["id"]])))
+    yield database, stored
+    database.close()
 
 
-def test_sqlite_keys_status_counts_every_old_key_value(careless_sqlite, run_cli):
-    env, _ = careless_sqlite
-    assert_status_keeps_the_old_key(run_cli, env)
+def _api_keyring():
+    from toolkit.crypto import Keyring
+
+    return Keyring.from_materials([bytes.fromhex(NEW_KEY), bytes.fromhex(OLD_KEY)])
 
 
-def test_sqlite_audit_sees_every_old_key_value_and_damage(careless_sqlite, run_cli):
-    env, stored = careless_sqlite
-    findings = audit(run_cli, env)
+def test_sqlite_keys_status_counts_every_old_key_value(careless_sqlite):
+    from toolkit.cli._keys import render_status
+    from toolkit.keys.usage import key_usage
+    from toolkit.registry import load_registry
+
+    database, _ = careless_sqlite
+    usage = key_usage(database, load_registry(REGISTRY), _api_keyring())
+    status = usage.as_dict()
+    previous = key_entry(status, "previous #1")
+    assert previous["values"] == 4 and previous["retirable"] is False, status
+    assert key_entry(status, "current")["values"] == 4, status
+    assert (status["malformed"], status["plaintext"], status["undecryptable"]) == (5, 3, 0), status
+    text = render_status(usage)
+    assert "can be removed" not in text and "authenticates no value" not in text, text
+    assert [row_id for row_id in STALE if not names_row(text, row_id)] == [], text
+
+
+def test_sqlite_audit_sees_every_old_key_value_and_damage(careless_sqlite):
+    from toolkit.audit import run_audit
+    from toolkit.registry import load_registry
+
+    database, stored = careless_sqlite
+    rendered = run_audit(database, load_registry(REGISTRY), _api_keyring()).render("json")
+    findings = json.loads(rendered)["findings"]
     stale = {(f["installation_id"], f["field"]) for f in findings if f["code"] == "secret.stale-key"}
     assert stale == {(row_id, field) for row_id, (_, field, _, _) in STALE.items()}
     by_row = codes_by_row(findings)
     assert {row_id for row_id in DAMAGED if "secret.malformed" in by_row.get((row_id, "apiKey"), set())} == set(DAMAGED)
     assert {row_id for row_id in PLAINTEXT if "secret.plaintext" in by_row.get((row_id, "apiKey"), set())} == set(PLAINTEXT)
-    assert leaks(json.dumps(findings), stored, ALL_SECRET_ROWS) == []
+    assert leaks(rendered, stored, ALL_SECRET_ROWS) == []
