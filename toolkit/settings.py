@@ -27,11 +27,12 @@ TOOLKIT_IV_LENGTH = "TOOLKIT_IV_LENGTH"  # 16 (the app's default) or 12
 TOOLKIT_ACCESS_LOG = "TOOLKIT_ACCESS_LOG"  # path of the reveal log (JSON lines)
 TOOLKIT_DATA_DIR = "TOOLKIT_DATA_DIR"  # where the demo database lives
 TOOLKIT_MASK_VISIBLE = "TOOLKIT_MASK_VISIBLE"  # how many trailing characters a mask shows
+TOOLKIT_STATE_DIR = "TOOLKIT_STATE_DIR"  # where saved audits live (default: the user state dir)
 
 ALL_VARIABLES = (
     DATABASE_URL, DIRECT_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, TOOLKIT_REGISTRY,
     TOOLKIT_KEY_DERIVATION, TOOLKIT_KEY_SALT, TOOLKIT_IV_LENGTH, TOOLKIT_ACCESS_LOG,
-    TOOLKIT_DATA_DIR, TOOLKIT_MASK_VISIBLE,
+    TOOLKIT_DATA_DIR, TOOLKIT_MASK_VISIBLE, TOOLKIT_STATE_DIR,
 )
 
 KEY_DERIVATIONS = ("hex", "raw", "sha256", "scrypt")
@@ -51,6 +52,7 @@ class Settings:
     access_log: Path | None = None
     data_dir: Path | None = None
     mask_visible: int = 4
+    state_dir: Path | None = None
 
     @property
     def uses_demo(self) -> bool:
@@ -119,5 +121,6 @@ def load_settings(cwd: Path | None = None, environ: dict | None = None, **overri
         access_log=path(TOOLKIT_ACCESS_LOG),
         data_dir=path(TOOLKIT_DATA_DIR),
         mask_visible=integer(TOOLKIT_MASK_VISIBLE, 4, allowed=range(0, 65)),
+        state_dir=path(TOOLKIT_STATE_DIR),
     )
     return settings.with_overrides(**overrides)

@@ -119,7 +119,9 @@ def nonce_reuse_findings(log: IVLog, slots) -> list[tuple]:
 
     found = []
     for group in log.reused():
-        places = [log.location(position) for position in group]
+        # In place order, not trace order (which follows the workers' chunks and the table's
+        # physical order): the same data gives the same messages, run after run.
+        places = sorted(log.location(position) for position in group)
         for installation_id, user_id, slot, key_index in places:
             app_id, field = slots[slot]
             others = [
