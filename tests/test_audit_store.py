@@ -210,3 +210,29 @@ def test_the_full_audit_and_the_saved_run_agree(seeded, tmp_path):
         assert saved.findings == report.findings == run_audit(database, registry, keyring).findings
         assert store.forget() == 1 and store.latest(report.meta["database"]) is None
     database.close()
+
+
+def test_notebook_history_and_its_trend_plot(seeded, run_cli, tmp_path):
+    from toolkit.context import Context
+    from toolkit.nb import Session
+    from toolkit.settings import Settings
+
+    url, _ = seeded
+    env = _cli_env(url, tmp_path)
+    for _ in range(2):
+        assert run_cli("audit", env=env).returncode == 1
+    settings = Settings(database_url=url, encryption_key=K1, registry_path=tmp_path / "registry.json",
+                        state_dir=tmp_path / "state")
+    session = Session(Context(settings))
+    try:
+        history = session.history()
+        assert len(history) == 2 and "2 saved runs" in repr(history)
+        assert "<table" in history._repr_html_()
+        frame = history.to_pandas()
+        assert list(frame["error"]) == [1, 1] and list(frame["secret.plaintext"]) == [1, 1]
+        figure = history.plot()
+        by_severity, by_code = figure.axes[:2]
+        assert [line.get_label() for line in by_severity.get_lines()] == ["error", "warning", "info"]
+        assert [list(line.get_ydata()) for line in by_code.get_lines()] == [[1, 1]]
+    finally:
+        session.close()
