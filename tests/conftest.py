@@ -314,7 +314,7 @@ def demo_settings(demo_template, tmp_path):
     from toolkit.settings import Settings
 
     shutil.copyfile(demo_template, tmp_path / demo_template.name)
-    return Settings(data_dir=tmp_path, access_log=tmp_path / "access.log")
+    return Settings(data_dir=tmp_path, access_log=tmp_path / "access.log", state_dir=tmp_path / "state")
 
 
 # ---- which services ran: marks from fixtures, and a line in the summary -----------------

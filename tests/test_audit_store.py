@@ -236,3 +236,42 @@ def test_notebook_history_and_its_trend_plot(seeded, run_cli, tmp_path):
         assert [list(line.get_ydata()) for line in by_code.get_lines()] == [[1, 1]]
     finally:
         session.close()
+
+
+def test_the_dashboard_opens_on_the_saved_audit_and_r_runs_it_incrementally(seeded, run_cli, tmp_path):
+    import asyncio
+
+    from toolkit.context import Context
+    from toolkit.settings import Settings
+    from toolkit.tui import DashboardApp, DataSource
+
+    url, _ = seeded
+    assert run_cli("audit", env=_cli_env(url, tmp_path)).returncode == 1
+    settings = Settings(database_url=url, encryption_key=K1, registry_path=tmp_path / "registry.json",
+                        state_dir=tmp_path / "state", access_log=tmp_path / "access.log")
+    context = Context(settings)
+
+    async def drive():
+        app = DashboardApp(DataSource.from_context(context), health_check_seconds=3600)
+        async with app.run_test(size=(130, 40)) as pilot:
+            assert app.installation_ids_with("secret.plaintext") == {2}  # before any audit ran here
+            await pilot.press("a")
+            await pilot.pause()
+            summary = str(app.screen.query_one("#audit-summary").render())
+            assert "1 findings" in summary and "saved audit, less than a minute old" in summary
+            await pilot.press("r")
+            for _ in range(50):
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                if app.report.meta.get("mode"):
+                    break
+            assert app.report.meta["mode"] == "incremental"
+            assert [f.code for f in app.report.findings] == ["secret.plaintext"]
+            assert "saved audit" not in str(app.screen.query_one("#audit-summary").render())
+
+    try:
+        asyncio.run(drive())
+    finally:
+        context.close()
+    runs = [json.loads(line) for line in run_cli("audit", "history", "--json", env=_cli_env(url, tmp_path)).stdout.splitlines()]
+    assert [r["mode"] for r in runs] == ["incremental", "full"]

@@ -15,7 +15,7 @@ from textual.screen import Screen
 
 from .filters import FilterQuery
 from .messages import DatabaseFailed, DatabaseOk, ReportChanged
-from .screens.audit import AuditScreen
+from .screens.audit import AuditScreen, saved_report
 from .screens.installation import InstallationScreen
 from .screens.installations import InstallationsScreen
 from .screens.users import UsersScreen
@@ -52,6 +52,9 @@ class DashboardApp(App):
         self._health_seconds = health_check_seconds
         self._health_timer = None
         self.sub_title = ("DEMO · " if source.is_demo else "") + ("write mode" if write else "read-only")
+        saved = saved_report(source)  # the latest saved audit: `code:` filters work at once
+        if saved is not None:
+            self.set_report(saved)
 
     # --- navigation -------------------------------------------------------------------
     def open_installation(self, installation_id: int) -> None:
