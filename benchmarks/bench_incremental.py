@@ -82,8 +82,8 @@ def change(dsn: str, share: float, seed: int = 14) -> dict:
             cursor.execute("UPDATE app_installations SET config = config || jsonb_build_object('apiKey', %s::text),"
                            " updated_at = now() WHERE id = %s", (value, row_id))
         cursor.execute("DELETE FROM app_installations WHERE id = ANY(%s)", (deletes,))
-        cursor.execute("INSERT INTO users (email) SELECT 'bench-new-' || g || '@example.com'"
-                       " FROM generate_series(1, %s) g RETURNING id", (inserts,))
+        cursor.execute("INSERT INTO users (email) SELECT 'bench-new-' || %s || '-' || g || '@example.com'"
+                       " FROM generate_series(1, %s) g RETURNING id", (seed, inserts))
         new_users = [row[0] for row in cursor.fetchall()]
         for n, user_id in enumerate(new_users):
             iv = reused[n // 10] if n % 10 == 0 and n // 10 < len(reused) else None

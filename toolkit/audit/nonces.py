@@ -90,7 +90,10 @@ class IVLog:
         repeated = ordered[1:][ordered[1:] == ordered[:-1]]
         if not len(repeated):
             return []
-        candidates = np.flatnonzero(np.isin(digest, repeated)).tolist()
+        # Binary search in the (sorted, few) repeated digests: np.isin would sort all of them.
+        repeated = np.unique(repeated)
+        positions = np.minimum(np.searchsorted(repeated, digest), len(repeated) - 1)
+        candidates = np.flatnonzero(repeated[positions] == digest).tolist()
         return self._exact_groups(candidates)
 
     def _reused_pure(self) -> list[list[int]]:

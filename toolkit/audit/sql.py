@@ -177,13 +177,13 @@ def _incremental_conditions(filters: Filters, conditions, params, mark):
     return conditions, params
 
 
-def id_query(filters: Filters, known_apps, since_xmin: int) -> Query:
-    """PostgreSQL: `id, changed` (0/1) of every row the audit with `filters` reads: the id set
-    tells deleted rows, the flag the rows to read again (one scan, nothing but ids sent)."""
+def id_query(filters: Filters, known_apps=()) -> Query:
+    """PostgreSQL: `id, xmin` of every row the audit with `filters` reads: the id set tells
+    deleted rows, xmin (compared in numpy, store.py) the rows to read again. One scan, no
+    per-row casts in the server, nothing but two numbers a row sent."""
     base = installation_query(dataclasses.replace(filters, changed_since=None, ids=None), known_apps)
     start = base.sql.index(" FROM app_installations")
-    sql = f"SELECT id, ({changed_since_condition()})::int" + base.sql[start:]
-    return Query(sql, (since_xmin, *base.params))  # the column list binds nothing else
+    return Query("SELECT id, xmin" + base.sql[start:], base.params)
 
 
 def range_query(query: Query) -> Query:

@@ -156,9 +156,9 @@ CREATE TABLE IF NOT EXISTS state (
     xmin INTEGER NOT NULL,
     xmax INTEGER NOT NULL,
     row_findings BLOB NOT NULL,
-    digests BLOB NOT NULL,
-    meta BLOB NOT NULL,
-    rows BLOB NOT NULL,
+    digests BLOB NOT NULL,  -- 16 bytes per value (IVLog.ivs, digested)
+    meta BLOB NOT NULL,  -- IVLog.meta: key index, IV length flag, slot
+    rows BLOB NOT NULL,  -- IVLog.rows (zlib): installation id << 32 | user id
     PRIMARY KEY (database, scope)
 );
 """
@@ -193,6 +193,10 @@ class AuditStore:
         elif self.path.stat().st_mode & 0o077:
             os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # WAL: a new state is appended once (a rollback journal would also copy the old pages
+        # it reuses); NORMAL: durable at checkpoints, which is enough for a cache of audits.
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"{self.path} was written by another toolkit version")
@@ -281,7 +285,7 @@ class AuditStore:
         self._db.execute(
             "INSERT OR REPLACE INTO state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (database, scope, run_id, state.registry, state.keyring, state.checks, snap.database_oid,
-             snap.text, snap.xmin, snap.xmax, findings, ivs, zlib.compress(meta, 1), zlib.compress(rows, 1)))
+             snap.text, snap.xmin, snap.xmax, findings, ivs, meta, zlib.compress(rows, 1)))
 
     def state(self, database: str, scope: str) -> State | None:
         row = self._db.execute(
@@ -292,7 +296,7 @@ class AuditStore:
         registry, keyring, checks, oid, text, xmin, xmax, findings, ivs, meta, rows = row
         return State(registry, keyring, checks, Snapshot(text, xmin, xmax, oid),
                      [tuple(f) for f in json.loads(zlib.decompress(findings))],
-                     IVLog(ivs, zlib.decompress(meta), zlib.decompress(rows)))
+                     IVLog(ivs, meta, zlib.decompress(rows)))
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -432,23 +436,25 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
         raise Fallback("the transaction counter went backwards (a restore?)")
     if snapshot.xmax - base.snapshot.xmin >= WRAPAROUND:
         raise Fallback("the saved snapshot is 2^31 or more transactions old")
+    users = _Users(database, filters)  # meanwhile, on its own connection (a GROUP BY in the server)
     ids_now, changed = _id_pass(database, filters, registry, base.snapshot.xmin)
     if len(changed) > MAX_CHANGED_SHARE * max(len(ids_now), 1) and len(changed) > 1000:
         raise Fallback(f"{len(changed)} of {len(ids_now)} rows changed")
     trace: dict = {}
-    part = run_audit(database, registry, keyring, dataclasses.replace(filters, ids=tuple(changed.tolist())),
+    rows_only = frozenset(filters.codes) - {"user.email-case-duplicate"}
+    part = run_audit(database, registry, keyring,
+                     dataclasses.replace(filters, ids=tuple(changed.tolist()), codes=rows_only),
                      jobs=jobs, progress=progress, trace=trace)
     kept_ids = ids_now[~_members(ids_now, changed)]  # sorted: present and unchanged
     findings = [f for f, keep in zip(base.row_findings, _members([f[1] for f in base.row_findings], kept_ids))
                 if keep]
-    rows = np.frombuffer(base.log.rows.tobytes(), dtype=np.int64)
-    keep = _members(rows >> 32, kept_ids)
+    keep = _members(np.frombuffer(base.log.rows, dtype=np.int64) >> 32, kept_ids)
     log = _select(base.log, keep)
     log.extend(_digested(trace.get("ivs", IVLog())).state())
     new_rows = _row_findings(part)
     findings += new_rows
     result = [Finding.of(*f) for f in findings]
-    result += [f for f in part.findings if f.code == "user.email-case-duplicate"]
+    result += users.findings()
     if "secret.nonce-reuse" in filters.codes:
         result += [Finding.of(*found) for found in nonce_reuse_findings(log, trace["slots"])]
     result = sorted((f for f in result if f.code in filters.codes), key=lambda f: (f.sort_key, f.message))
@@ -458,23 +464,59 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
     return Report(result, meta), state
 
 
+class _Users:
+    """The users' check (engine._email_duplicates, the full audit's own) in a thread."""
+
+    def __init__(self, database, filters):
+        import threading
+
+        self._result, self._error = [], None
+
+        def run():
+            from .engine import _email_duplicates
+
+            try:
+                with database.connection_context():  # Peewee: this thread's own connection
+                    self._result = _email_duplicates(database, filters, "%s")
+            except BaseException as exc:  # noqa: BLE001 — re-raised in findings()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="audit-users", daemon=True)
+        self._thread.start()
+
+    def findings(self) -> list[Finding]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return [Finding.of("user.email-case-duplicate", None, user_id, None, None, message)
+                for user_id, message in self._result]
+
+
 def _id_pass(database, filters, registry, since_xmin):
-    """(ids now, sorted; the changed ones among them, sorted) in one COPY of two numbers a row."""
+    """(ids now, sorted; the changed ones among them, sorted): one COPY of `id, xmin`.
+
+    A row's xmin is a 32-bit xid: its 64-bit xid is the largest number not above the next xid
+    (taken after the COPY, so above every xmin it saw) with those low bits, the rule of
+    sql.changed_since_condition, here in numpy (a cast per row in the server costs more)."""
     import io
 
-    query = id_query(filters, tuple(registry.apps), since_xmin)
+    query = id_query(filters, tuple(registry.apps))
     buffer = io.BytesIO()
     with translate_errors(database), read_only(database):
         cursor = database.cursor()
         cursor.copy_expert(b"COPY (" + cursor.mogrify(query.sql, query.params) + b") TO STDOUT", buffer)
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        next_xid = int(cursor.fetchone()[0])
     text = buffer.getvalue().decode("ascii")
     if not text:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     # numpy's C parser: ~70 ms for a million rows, where int() per line costs ~0.3 s.
     pairs = np.fromstring(text, dtype=np.int64, sep=" ").reshape(-1, 2)
-    order = np.argsort(pairs[:, 0], kind="stable")
-    pairs = pairs[order]
-    return pairs[:, 0].copy(), pairs[pairs[:, 1] == 1, 0].copy()
+    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+    xmin32 = pairs[:, 1]
+    xid64 = next_xid - ((next_xid - xmin32) & 0xFFFFFFFF)
+    changed = (xmin32 > 2) & (xid64 >= since_xmin)  # 0-2: bootstrap and frozen xids
+    return pairs[:, 0].copy(), pairs[changed, 0].copy()
 
 
 def _members(values, sorted_set: np.ndarray) -> np.ndarray:
@@ -487,9 +529,9 @@ def _members(values, sorted_set: np.ndarray) -> np.ndarray:
 
 
 def _select(log: IVLog, keep: np.ndarray) -> IVLog:
-    ivs = np.frombuffer(bytes(log.ivs), dtype=np.uint8).reshape(-1, 16)[keep]
-    meta = np.frombuffer(log.meta.tobytes(), dtype=np.uint32)[keep]
-    rows = np.frombuffer(log.rows.tobytes(), dtype=np.int64)[keep]
+    ivs = np.frombuffer(log.ivs, dtype=np.uint8).reshape(-1, 16)[keep]  # views: no copy before the mask
+    meta = np.frombuffer(log.meta, dtype=np.uint32)[keep]
+    rows = np.frombuffer(log.rows, dtype=np.int64)[keep]
     return IVLog(ivs.tobytes(), meta.tobytes(), rows.tobytes())
 
 
