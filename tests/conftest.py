@@ -265,6 +265,13 @@ def _file_lock(path: Path):
 
 # ---- the command line, as a user runs it ------------------------------------------------
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_dir(tmp_path_factory):
+    """Saved audits of the tests never land in the user's state directory (subprocesses that
+    inherit the environment included)."""
+    os.environ.setdefault("TOOLKIT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def run_cli(tmp_path):
     """run_cli(*args, env={...}, input=None) -> CompletedProcess of `python -m toolkit ARGS`.
@@ -279,6 +286,7 @@ def run_cli(tmp_path):
     def run(*args, env=None, input=None, cwd=None):
         base = {k: v for k, v in os.environ.items() if k not in ALL_VARIABLES}
         base.setdefault("TOOLKIT_DATA_DIR", str(tmp_path / "data"))
+        base.setdefault("TOOLKIT_STATE_DIR", str(tmp_path / "state"))  # saved audits
         base.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "toolkit", *map(str, args)], capture_output=True, text=True,
@@ -306,7 +314,7 @@ def demo_settings(demo_template, tmp_path):
     from toolkit.settings import Settings
 
     shutil.copyfile(demo_template, tmp_path / demo_template.name)
-    return Settings(data_dir=tmp_path, access_log=tmp_path / "access.log")
+    return Settings(data_dir=tmp_path, access_log=tmp_path / "access.log", state_dir=tmp_path / "state")
 
 
 # ---- which services ran: marks from fixtures, and a line in the summary -----------------

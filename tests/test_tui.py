@@ -46,7 +46,7 @@ def seeded(tmp_path):
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(access_log=tmp_path / "access.log")
+    return Settings(access_log=tmp_path / "access.log", state_dir=tmp_path / "state")
 
 
 def make_app(database, settings, *, write=False, is_demo=False, ring="default"):

@@ -31,12 +31,13 @@ TOOLKIT_EXPORT_DIR = "TOOLKIT_EXPORT_DIR"  # where the dashboard saves exports a
 TOOLKIT_CONFIG_DIR = "TOOLKIT_CONFIG_DIR"  # where the dashboard keeps its preferences
 TOOLKIT_CONNECT_TIMEOUT = "TOOLKIT_CONNECT_TIMEOUT"  # seconds to establish a connection (libpq connect_timeout)
 TOOLKIT_STATEMENT_TIMEOUT = "TOOLKIT_STATEMENT_TIMEOUT"  # seconds a read statement may run (SET LOCAL); 0 = none
+TOOLKIT_STATE_DIR = "TOOLKIT_STATE_DIR"  # where saved audits live (default: the user state dir)
 
 ALL_VARIABLES = (
     DATABASE_URL, DIRECT_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, TOOLKIT_REGISTRY,
     TOOLKIT_KEY_DERIVATION, TOOLKIT_KEY_SALT, TOOLKIT_IV_LENGTH, TOOLKIT_ACCESS_LOG,
     TOOLKIT_DATA_DIR, TOOLKIT_MASK_VISIBLE, TOOLKIT_EXPORT_DIR, TOOLKIT_CONFIG_DIR,
-    TOOLKIT_CONNECT_TIMEOUT, TOOLKIT_STATEMENT_TIMEOUT,
+    TOOLKIT_CONNECT_TIMEOUT, TOOLKIT_STATEMENT_TIMEOUT, TOOLKIT_STATE_DIR,
 )
 APP_NAME = "installation-toolkit"  # the platformdirs name of the user's data, state and config dirs
 
@@ -67,6 +68,9 @@ class Settings:
     mask_visible: int = 4
     export_dir: Path | None = None
     config_dir: Path | None = None
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT  # seconds, >= 1
+    statement_timeout: int = DEFAULT_STATEMENT_TIMEOUT  # seconds, 0 = none
+    state_dir: Path | None = None
 
     def export_directory(self) -> Path:
         """Where exports and screenshots go: TOOLKIT_EXPORT_DIR, else `exports` in the user data dir."""
@@ -83,8 +87,6 @@ class Settings:
         import platformdirs
 
         return Path(platformdirs.user_config_dir(APP_NAME))
-    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT  # seconds, >= 1
-    statement_timeout: int = DEFAULT_STATEMENT_TIMEOUT  # seconds, 0 = none
 
     @property
     def uses_demo(self) -> bool:
@@ -157,5 +159,6 @@ def load_settings(cwd: Path | None = None, environ: dict | None = None, **overri
         config_dir=path(TOOLKIT_CONFIG_DIR),
         connect_timeout=integer(TOOLKIT_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, allowed=range(1, 3601)),
         statement_timeout=integer(TOOLKIT_STATEMENT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, allowed=range(0, 86401)),
+        state_dir=path(TOOLKIT_STATE_DIR),
     )
     return settings.with_overrides(**overrides)

@@ -23,6 +23,7 @@
 //   readAll     {}                                          -> [read result, ...] ordered by id
 //   writeRaw    {id, config?, status?, updatedAt?}          -> {id}       a buggy app: stored as given
 //   insertRaw   {userId | userEmail, appId, config, status?} -> {id}      a buggy app: stored as given
+//   uninstall   {id}                                        -> {id}       the row deleted
 //   encrypt     {value}  /  decrypt {value}                 -> string     the app's crypto alone
 //   loop        {ids, iterations, field, secretField?, secretPrefix?, tag, stopFile?}
 //                                                          -> {writes, last: {id: {field: value}}}
@@ -231,6 +232,10 @@ function makeOps(db, registry) {
         .values({ userId: await userIdOf({ userId, userEmail }), appId, status, config })
         .returning({ id: appInstallations.id });
       return row;
+    },
+    async uninstall({ id }) {
+      await db.delete(appInstallations).where(eq(appInstallations.id, id));
+      return { id };
     },
     async encrypt({ value }) {
       return encrypt(value);

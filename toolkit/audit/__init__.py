@@ -8,6 +8,7 @@
     sql.py      filters -> WHERE clauses; the queries
     engine.py   run_audit: COPY streaming, worker processes, SQLite path
     report.py   Report: summary, findings, text/json/csv/html, DataFrame, baseline diff
+    store.py    saved audits (SQLite), history, and the incremental audit built on them
 
     >>> report = run_audit(database, registry, keyring, Filters(apps=("stripe",)))
     >>> report.exit_code("warning"), report.render("json")

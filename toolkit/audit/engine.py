@@ -44,9 +44,11 @@ PARALLEL_THRESHOLD = 20_000
 
 
 def run_audit(database, registry, keyring, filters: Filters | None = None, *, jobs: int | None = None,
-              progress=None) -> Report:
+              progress=None, trace: dict | None = None) -> Report:
     """Audit the database. `progress(done, total)` is called now and then: on PostgreSQL
     `total` is the planner's estimate until the last call, where done == total (rows read).
+    A `trace` dict receives the run's IV traces (`ivs`, an IVLog) and `slots` (the saved
+    audits keep them for the incremental nonce-reuse check, store.py).
 
     Raises ConfigError when a selected check needs ENCRYPTION_KEY and it is unset,
     DatabaseError when the database fails. Never raises for bad data: that is a finding.
@@ -78,6 +80,8 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
         Finding.of(code, int(installation_id), int(user_id), app_id, field, message)
         for code, installation_id, user_id, app_id, field, message in raw
     ]
+    if trace is not None:
+        trace.update(ivs=ivs, slots=auditor.slots)
     if "secret.nonce-reuse" in filters.codes:
         findings += [Finding.of(*found) for found in nonce_reuse_findings(ivs, auditor.slots)]
     wanted = filters.codes

@@ -90,7 +90,10 @@ class IVLog:
         repeated = ordered[1:][ordered[1:] == ordered[:-1]]
         if not len(repeated):
             return []
-        candidates = np.flatnonzero(np.isin(digest, repeated)).tolist()
+        # Binary search in the (sorted, few) repeated digests: np.isin would sort all of them.
+        repeated = np.unique(repeated)
+        positions = np.minimum(np.searchsorted(repeated, digest), len(repeated) - 1)
+        candidates = np.flatnonzero(repeated[positions] == digest).tolist()
         return self._exact_groups(candidates)
 
     def _reused_pure(self) -> list[list[int]]:
@@ -119,7 +122,9 @@ def nonce_reuse_findings(log: IVLog, slots) -> list[tuple]:
 
     found = []
     for group in log.reused():
-        places = [log.location(position) for position in group]
+        # In place order, not trace order (which follows the workers' chunks and the table's
+        # physical order): the same data gives the same messages, run after run.
+        places = sorted(log.location(position) for position in group)
         for installation_id, user_id, slot, key_index in places:
             app_id, field = slots[slot]
             others = [

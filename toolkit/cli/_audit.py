@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -20,7 +21,7 @@ def _split(values) -> tuple[str, ...]:
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
-@click.command(help="""Find every broken installation and badly stored secret.
+@click.group(invoke_without_command=True, help="""Find every broken installation and badly stored secret.
 
 Reads app_installations (and users) in read-only transactions, streams them through every
 check of the audit codes table and prints a report. Filters narrow what is read, in SQL.
@@ -36,6 +37,11 @@ Examples:
   toolkit audit --app stripe --code secret --fail-on warning
   toolkit audit --format json -o base.json --fail-on never   # then, in CI:
   toolkit audit --baseline base.json              # fails only on new findings
+  toolkit audit --incremental --baseline last     # cron/CI: read what changed, fail on new
+  toolkit audit history                           # the saved runs
+
+Every completed audit is saved (unless --no-save) in the audit store: TOOLKIT_STATE_DIR,
+else the user state directory (see README, "Saved audits").
 
 Every flag also reads TOOLKIT_AUDIT_<FLAG> (e.g. TOOLKIT_AUDIT_FAIL_ON=warning).""")
 @click.option("--format", "fmt", envvar="TOOLKIT_AUDIT_FORMAT", type=click.Choice(["text", "json", "csv", "html"]), default="text",
@@ -44,7 +50,11 @@ Every flag also reads TOOLKIT_AUDIT_<FLAG> (e.g. TOOLKIT_AUDIT_FAIL_ON=warning).
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error",
               show_default=True, help="Exit 1 when a finding reaches this severity.")
 @click.option("--baseline", type=click.Path(dir_okay=False),
-              help="An earlier JSON report: show what is new and fixed; only new findings fail.")
+              help="An earlier JSON report, or `last` (the previous saved run): show what is new "
+                   "and fixed; only new findings fail.")
+@click.option("--incremental", is_flag=True,
+              help="Read only the rows changed since the saved audit (PostgreSQL); same findings as a full audit.")
+@click.option("--save/--no-save", default=True, show_default=True, help="Save this run in the audit store.")
 @click.option("--app", "apps", multiple=True, metavar="APP", help="Only these apps (repeat or comma-separate).")
 @click.option("--user", "users", multiple=True, metavar="ID|EMAIL",
               help="Only these users, by id or email (email ignores case).")
@@ -56,19 +66,37 @@ Every flag also reads TOOLKIT_AUDIT_<FLAG> (e.g. TOOLKIT_AUDIT_FAIL_ON=warning).
               help="Only installations updated at or after DATE (YYYY-MM-DD[ HH:MM[:SS]]).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), metavar="N", help="Worker processes on PostgreSQL (default 2).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
-def audit(fmt, output, fail_on, baseline, apps, users, statuses, codes, since, jobs, progress):
-    from ..audit import Filters, Report, run_audit, select_codes
+@click.pass_context
+def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, statuses, codes, since, jobs, progress):
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..audit import Filters, Report, select_codes
+    from ..audit.store import audit as audit_and_save
+    from ..audit.store import identity, open_store
 
     filters = Filters(
         apps=_split(apps), users=_users(users), statuses=tuple(dict.fromkeys(statuses)),
         codes=select_codes(_split(codes)), since=since,
     )
-    earlier = Report.load(baseline) if baseline else None  # a bad baseline fails before the audit
+    from_store = baseline == "last"
+    earlier = Report.load(baseline) if baseline and not from_store else None  # a bad baseline fails before the audit
     context = get_context()
     database, registry, keyring = context.database, context.registry, context.keyring
+    store = open_store(context.settings, warn=_warn) if save or incremental or from_store else None
+    if from_store:
+        earlier = store.latest(identity(database)) if store is not None else None
+        if earlier is None:
+            raise UsageError("--baseline last: no saved audit of this database yet",
+                             hint="run `toolkit audit` once first (it saves the run)")
+        baseline = "the previous saved run"
     show = sys.stderr.isatty() if progress is None else progress
-    with _progress_bar(show) as on_progress:
-        report = run_audit(database, registry, keyring, filters, jobs=jobs, progress=on_progress)
+    try:
+        with _progress_bar(show) as on_progress:
+            report = audit_and_save(database, registry, keyring, filters, store=store, incremental=incremental,
+                                    save=save, jobs=jobs, progress=on_progress, warn=_warn)
+    finally:
+        if store is not None:
+            store.close()
     if earlier is not None:
         report = report.compare(earlier, source=baseline)
     text = report.render(fmt)
@@ -89,6 +117,49 @@ def _users(values) -> tuple:
         return tuple(parse_user(value) for value in _split(values))
     except UsageError as exc:
         raise UsageError(f"--user: {exc.message}") from None
+
+
+def _warn(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@audit.command("history", help="""List the saved audit runs, newest first.
+
+Time, mode (full or incremental), findings by severity, duration and rows read, of this
+database (all databases with --all). Saved audits live in the audit store: TOOLKIT_STATE_DIR,
+else the user state directory; delete that file to forget them.""")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts: one object per run.")
+@click.option("--all", "every_database", is_flag=True, help="Runs of every database, not only this one.")
+@click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True, help="At most this many runs.")
+def history(as_json, every_database, limit):
+    from ..audit.report import clean
+    from ..audit.store import default_path, identity, open_store
+
+    context = get_context()
+    path = default_path(context.settings)
+    runs = []
+    if path.exists():
+        store = open_store(context.settings, warn=_warn)
+        if store is not None:
+            with store:
+                runs = store.runs(None if every_database else identity(context.database), limit)
+    if as_json:
+        sys.stdout.write("".join(json.dumps(run, ensure_ascii=False) + "\n" for run in runs))
+        return
+    if not runs:
+        click.echo(f"No saved audits{'' if every_database else ' of this database'} in {path}.", err=True)
+        return
+    lines = [f"{'id':>5}  {'time':<25}  {'mode':<11}  {'error':>7} {'warning':>7} {'info':>7}  {'duration':>9}  {'rows read':>10}"]
+    for run in runs:
+        counts = run["by_severity"]
+        duration = "" if run["duration_s"] is None else f"{run['duration_s']:.2f} s"
+        rows = "" if run["rows_read"] is None else str(run["rows_read"])
+        line = (f"{run['id']:>5}  {run['generated_at']:<25}  {run['mode']:<11}  {counts.get('error', 0):>7}"
+                f" {counts.get('warning', 0):>7} {counts.get('info', 0):>7}  {duration:>9}  {rows:>10}")
+        if every_database:
+            line += f"  {clean(run['database'])}"
+        lines.append(line)
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _one_line(report, output) -> str:

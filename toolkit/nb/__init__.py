@@ -10,6 +10,7 @@
     cfg = nb.config(42)               # masked config;  cfg.reveal("apiKey") -> str, logged (via="notebook")
     nb.key_status()                   # stored secrets per key
     nb.rotation_dry_run()             # what `toolkit keys rotate` would change (changes nothing)
+    tk.history()                      # saved `toolkit audit` runs of this database (.plot(): the trend)
     tk.configs                        # the config service, for writes
 
 Every result has `_repr_html_` (escaped tables with counts and severities), a plain-text
@@ -21,6 +22,7 @@ Nothing here imports the terminal UI (toolkit.tui, textual).
 
 from ._audit import AuditResult
 from ._config import ConfigResult
+from ._history import History
 from ._keys import KeyStatus
 from ._pandas import PANDAS_HINT
 from ._plots import PLOT_HINT
@@ -33,6 +35,7 @@ __all__ = [
     "PLOT_HINT",
     "AuditResult",
     "ConfigResult",
+    "History",
     "KeyStatus",
     "Overview",
     "RotationPlan",
@@ -42,6 +45,7 @@ __all__ = [
     "config",
     "connect",
     "current",
+    "history",
     "installations",
     "key_status",
     "overview",
@@ -56,6 +60,10 @@ def overview() -> Overview:
 
 def audit(**filters) -> AuditResult:
     return current().audit(**filters)
+
+
+def history(limit: int | None = None) -> History:
+    return current().history(limit)
 
 
 def installations(**filters) -> Table:

@@ -68,3 +68,28 @@ def _palette(n: int) -> list:
 
     cmap = colormaps["tab20"]
     return [cmap(i % 20) for i in range(n)]
+
+
+def plot_history(history, *, width: float = 9.0):
+    """The saved runs' findings over time: by severity, then by code (codes ever found)."""
+    import datetime as dt
+
+    Figure = require_matplotlib()
+    runs = list(reversed(history.runs))  # oldest first
+    times = [dt.datetime.fromisoformat(r["generated_at"]) for r in runs]
+    fig = Figure(figsize=(width, 6.0), layout="constrained")
+    by_severity, by_code = fig.subplots(2, 1, sharex=True)
+    for severity, color in zip(("error", "warning", "info"), ("tab:red", "tab:orange", "tab:blue")):
+        by_severity.plot(times, [r["by_severity"].get(severity, 0) for r in runs], marker="o", label=severity, color=color)
+    codes = sorted({c for r in runs for c, n in r["by_code"].items() if n})
+    for code, color in zip(codes, _palette(len(codes))):
+        by_code.plot(times, [r["by_code"].get(code, 0) for r in runs], marker=".", label=code, color=color)
+    by_severity.set_ylabel("findings")
+    by_severity.set_title("Saved audits: findings by severity")
+    by_code.set_ylabel("findings")
+    by_code.set_title("by code")
+    by_severity.legend(frameon=False, fontsize="small")
+    if codes:
+        by_code.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.autofmt_xdate()
+    return fig

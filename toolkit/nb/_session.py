@@ -176,6 +176,18 @@ class Session:
                       for status in db.APP_STATUSES}
         return Overview(browse.overview(database), per_status)
 
+    def history(self, limit: int | None = None):
+        """The saved audit runs of this database, newest first (`History`; `.plot()` the trend)."""
+        from ..audit.store import default_path, identity, open_store
+        from ._history import History
+
+        path = default_path(self.settings)
+        store = open_store(self.settings) if path.exists() else None
+        if store is None:
+            return History([], path=path)
+        with store:
+            return History(store.runs(identity(self.context.database), limit), path=path)
+
     def audit(self, *, app=None, code=None, status=None, user=None, since=None):
         """Run the audit (toolkit.audit.run_audit) and return an `AuditResult`.
 

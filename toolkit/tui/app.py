@@ -18,7 +18,7 @@ from textual.screen import Screen
 from . import preferences
 from .filters import FilterQuery
 from .messages import DatabaseFailed, DatabaseOk, ReportChanged
-from .screens.audit import AuditScreen
+from .screens.audit import AuditScreen, saved_report
 from .screens.installation import InstallationScreen
 from .screens.installations import InstallationsScreen
 from .screens.users import UsersScreen
@@ -64,12 +64,16 @@ class DashboardApp(App):
         self._ping = InFlight()  # at most one health check at a time
         self.sub_title = ("DEMO · " if source.is_demo else "") + ("write mode" if write else "read-only")
         self.preferences = preferences.load(source.settings)
+        saved = saved_report(source)  # the latest saved audit: `code:` filters work at once
+        if saved is not None:
+            self.set_report(saved)
 
     def on_mount(self) -> None:
         theme = self.preferences.get("theme")
         if theme in self.available_themes:
             self.theme = theme
         self.theme_changed_signal.subscribe(self, self._save_theme)
+        self.set_interval(min(1.0, self._waiting_after), self._count_waiting)
 
     def _save_theme(self, theme) -> None:
         if self.preferences.get("theme") == theme.name:
@@ -111,9 +115,6 @@ class DashboardApp(App):
         # safe with one database thread: here every worker thread has its own connection, so
         # libpq blocks (bounded by the connect and statement timeouts) and q never waits on it.
         restore_waits(None)
-
-    def on_mount(self) -> None:
-        self.set_interval(min(1.0, self._waiting_after), self._count_waiting)
 
     def _count_waiting(self) -> None:
         seconds = self.db_calls.oldest_seconds()

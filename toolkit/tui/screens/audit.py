@@ -24,6 +24,42 @@ from ..workers import DataScreen
 
 MAX_LEAVES = 200
 USERS_GROUP = "(users)"
+SAVED = "saved_audit"  # meta flag: the report came from the audit store (its age is shown)
+
+
+def saved_report(source):
+    """The latest saved audit of this database (toolkit.audit.store), or None. A small
+    SQLite read; a missing or unreadable store is no saved audit."""
+    from ...audit.report import Report
+    from ...audit.store import default_path, identity, open_store
+
+    if not default_path(source.settings).exists():
+        return None
+    store = open_store(source.settings)
+    if store is None:
+        return None
+    try:
+        with store:
+            report = store.latest(identity(source.database))
+    except Exception:  # noqa: BLE001 — a damaged store must not stop the dashboard
+        return None
+    return None if report is None else Report(report.findings, {**report.meta, SAVED: True})
+
+
+def _age(generated_at: str) -> str:
+    import datetime as dt
+
+    try:
+        then = dt.datetime.fromisoformat(generated_at)
+    except (TypeError, ValueError):
+        return "of unknown age"
+    minutes = int((dt.datetime.now(dt.timezone.utc) - then).total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute old"
+    if minutes < 120:
+        return f"{minutes} min old"
+    hours = minutes // 60
+    return f"{hours} h old" if hours < 48 else f"{hours // 24} days old"
 
 
 class AuditScreen(DataScreen):
@@ -70,14 +106,22 @@ class AuditScreen(DataScreen):
             screen.post_message(AuditProgress(done, total))
 
         def run():
-            from ...audit import run_audit
+            from ...audit.store import audit, open_store
 
             try:
                 with source.session() as database:
                     if source.registry is None:
                         raise ToolkitError(source.registry_error or "no registry: the audit needs TOOLKIT_REGISTRY")
+                    # Incremental (saved, like the CLI's) on PostgreSQL; SQLite has no snapshots.
                     # One process: forking worker processes out of a threaded TUI is not worth the risk.
-                    report = run_audit(database, source.registry, source.keyring, jobs=1, progress=progress)
+                    store = open_store(source.settings)
+                    try:
+                        report = audit(database, source.registry, source.keyring, store=store,
+                                       incremental=not source.is_demo, jobs=1, progress=progress,
+                                       warn=lambda line: app.call_from_thread(app.notify, line, markup=False))
+                    finally:
+                        if store is not None:
+                            store.close()
             except ToolkitError as exc:
                 from ...errors import DatabaseError
 
@@ -118,6 +162,8 @@ class AuditScreen(DataScreen):
         for finding in report.findings:
             counts[finding.severity] += 1
         line = Text(f"{cells.number(len(report.findings))} findings", style="bold")
+        if report.meta.get(SAVED):
+            line.append(f" (saved audit, {_age(report.meta.get('generated_at'))}: r runs it again)", style="italic")
         installations = report.summary.get("installations") if isinstance(report.summary, dict) else None
         if installations is not None:
             line.append(f" in {cells.number(installations)} installations")

@@ -1,0 +1,300 @@
+"""The audit store: where it lives, what it keeps (never a secret), history, --baseline last,
+and the incremental audit's fallbacks (each one line on stderr, then a full audit).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+
+import psycopg2
+import pytest
+
+from toolkit.audit import Filters, run_audit
+from toolkit.audit.sql import changed_since_condition, id_query, installation_query
+from toolkit.audit.store import (
+    AuditStore,
+    audit,
+    default_path,
+    digest_ivs,
+    keyring_fingerprint,
+    registry_fingerprint,
+)
+from toolkit.crypto import Keyring
+from toolkit.db import open_postgres
+from toolkit.registry import parse_registry
+from toolkit.settings import load_settings
+
+K1 = "11" * 32
+K2 = "22" * 32
+PLAINTEXT = "hunter2-plaintext-secret"
+REGISTRY_DATA = {"svc": {"name": "Service", "fields": [
+    {"key": "token", "label": "Token", "type": "password", "required": True},
+    {"key": "mode", "label": "Mode", "type": "select", "options": ["a", "b"], "required": True},
+]}}
+
+
+def _keyring(*keys):
+    return Keyring.from_materials([bytes.fromhex(k) for k in keys])
+
+
+@pytest.fixture
+def seeded(pg_url):
+    """A database with a clean row, a plaintext secret and a secret whose value we know."""
+    app = _keyring(K1)
+    connection = psycopg2.connect(pg_url)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO users (email) VALUES ('a@example.com'), ('b@example.com')")
+        for user, config in ((1, {"token": app.encrypt("very-secret-value"), "mode": "a"}),
+                             (2, {"token": PLAINTEXT, "mode": "a"})):
+            cursor.execute("INSERT INTO app_installations (user_id, app_id, status, config) VALUES (%s, 'svc',"
+                           " 'configured', %s)", (user, json.dumps(config)))
+        cursor.execute("SELECT config->>'token' FROM app_installations WHERE id = 1")
+        ciphertext = cursor.fetchone()[0]
+    connection.close()
+    return pg_url, ciphertext
+
+
+def test_default_place_and_the_override():
+    assert load_settings(environ={"TOOLKIT_STATE_DIR": "/tmp/x"}, cwd=None).state_dir.as_posix() == "/tmp/x"
+    settings = load_settings(environ={})
+    assert default_path(settings).name == "audits.sqlite3"
+    assert "installation-toolkit" in str(default_path(settings))
+
+
+def test_the_file_is_private_and_holds_no_secret(seeded, tmp_path):
+    url, ciphertext = seeded
+    database, registry, keyring = open_postgres(url), parse_registry(REGISTRY_DATA), _keyring(K1)
+    path = tmp_path / "deep" / "state" / "audits.sqlite3"
+    with AuditStore(path) as store:
+        report = audit(database, registry, keyring, store=store)
+    assert [f.code for f in report.findings] == ["secret.plaintext"]
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    raw = path.read_bytes()
+    iv, tag, sealed = ciphertext.split(":")
+    for text in (PLAINTEXT, "very-secret-value"):
+        assert text.encode() not in raw
+    for hex_text in (K1, iv, tag, sealed):  # neither as text nor as bytes (an IV only as its digest)
+        assert hex_text.encode() not in raw and bytes.fromhex(hex_text) not in raw
+    assert b"127.0.0.1" in raw  # the database's identity is kept (host, port, name) …
+    database.close()
+
+
+def test_digests_are_one_way_but_equal_for_equal_ivs():
+    a, b = bytes(range(16)), bytes(range(1, 17))
+    digests = digest_ivs(a + b + a)
+    assert len(digests) == 48 and digests[:16] == digests[32:] and digests[:16] != digests[16:32]
+    assert a not in digests and b not in digests
+
+
+def test_fingerprints_follow_what_the_checks_read():
+    base = registry_fingerprint(parse_registry(REGISTRY_DATA))
+    relabelled = json.loads(json.dumps(REGISTRY_DATA))
+    relabelled["svc"]["icon"] = "ignored.svg"  # unknown properties are ignored by the toolkit
+    assert registry_fingerprint(parse_registry(relabelled)) == base
+    relabelled["svc"]["fields"][1]["options"] = ["a", "b", "c"]
+    assert registry_fingerprint(parse_registry(relabelled)) != base
+    assert keyring_fingerprint(_keyring(K1)) != keyring_fingerprint(_keyring(K1, K2))
+    assert K1 not in keyring_fingerprint(_keyring(K1))
+
+
+def test_the_changed_since_sql():
+    query = installation_query(Filters(changed_since=42, apps=("svc",)))
+    assert changed_since_condition() in query.sql and query.params == ("svc", 42)
+    assert "pg_current_snapshot()" in query.sql and "& 4294967295" in query.sql
+    ids = installation_query(Filters(ids=(3, 5)))
+    assert ids.sql.endswith("WHERE id = ANY(%s::integer[])") and ids.params == ([3, 5],)
+    assert Filters(ids=(1,), changed_since=1).describe() == {}  # the report is the full audit's
+    pass_ = id_query(Filters(statuses=("configured",)))
+    assert pass_.sql == "SELECT id, xmin FROM app_installations WHERE status IN (%s)" and pass_.params == ("configured",)
+    with pytest.raises(ValueError):
+        installation_query(Filters(ids=(1,)), mark="?")
+
+
+def _cli_env(url, tmp_path, **extra):
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(REGISTRY_DATA))
+    return {"DATABASE_URL": url, "ENCRYPTION_KEY": K1, "TOOLKIT_REGISTRY": str(registry),
+            "TOOLKIT_STATE_DIR": str(tmp_path / "state"), **extra}
+
+
+def test_history_and_baseline_last(seeded, run_cli, tmp_path):
+    url, _ = seeded
+    env = _cli_env(url, tmp_path)
+    missing = run_cli("audit", "--baseline", "last", env=env)
+    assert missing.returncode == 2 and "no saved audit of this database yet" in missing.stderr
+    assert run_cli("audit", "--no-save", env=env).returncode == 1
+    assert run_cli("audit", "history", "--json", env=env).stdout == ""  # --no-save saved nothing
+    assert run_cli("audit", env=env).returncode == 1
+    connection = psycopg2.connect(url)
+    with connection, connection.cursor() as cursor:  # the app fixes the plaintext, breaks a select
+        cursor.execute("UPDATE app_installations SET config = config || '{\"token\": \"\"}' WHERE id = 2")
+        cursor.execute("UPDATE app_installations SET config = config || '{\"mode\": \"zz\"}' WHERE id = 1")
+    connection.close()
+    result = run_cli("audit", "--incremental", "--baseline", "last", "--format", "json", env=env)
+    assert result.returncode == 1, result.stderr  # a new error
+    baseline = json.loads(result.stdout)["summary"]["baseline"]
+    assert (baseline["new"], baseline["fixed"]) == (2, 1)  # field.invalid and field.missing; the plaintext
+    runs = [json.loads(line) for line in run_cli("audit", "history", "--json", env=env).stdout.splitlines()]
+    assert [r["mode"] for r in runs] == ["incremental", "full"]
+    assert runs[0]["by_severity"]["error"] == 2 and runs[1]["findings"] == 1
+    assert runs[0]["rows_read"] >= 2 and runs[1]["rows_read"] == 2
+    text = run_cli("audit", "history", env=env)
+    assert text.returncode == 0 and "incremental" in text.stdout and "full" in text.stdout
+    # Nothing new since the last run: --baseline last passes.
+    again = run_cli("audit", "--incremental", "--baseline", "last", env=env)
+    assert again.returncode == 0, again.stderr
+
+
+def test_fallbacks_say_why_in_one_line(seeded, run_cli, tmp_path):
+    url, _ = seeded
+    env = _cli_env(url, tmp_path)
+
+    def incremental(**extra):
+        result = run_cli("audit", "--incremental", "--format", "json", env={**env, **extra})
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        return json.loads(result.stdout)["summary"]["mode"], result.stderr
+
+    mode, line = incremental()
+    assert mode == "full" and "no saved audit of this database" in line
+    mode, line = incremental(ENCRYPTION_KEY_PREVIOUS=K2)
+    assert mode == "full" and "the keyring changed" in line
+    # A saved snapshot from 2^31 transactions ago (or more) cannot be compared.
+    store = tmp_path / "state" / "audits.sqlite3"
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE state SET xmin = xmin - 2147483648")
+    mode, line = incremental(ENCRYPTION_KEY_PREVIOUS=K2)
+    assert mode == "full" and "2^31" in line
+    # The counter went backwards: a restored or another database under the same name.
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE state SET xmax = xmax + 1000000")
+    mode, line = incremental(ENCRYPTION_KEY_PREVIOUS=K2)
+    assert mode == "full" and "backwards" in line
+    # A damaged saved state: anything unexpected runs a full audit.
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE state SET meta = x'00'")
+    mode, line = incremental(ENCRYPTION_KEY_PREVIOUS=K2)
+    assert mode == "full" and line.startswith("incremental audit failed (")
+    ok = run_cli("audit", "--incremental", "--format", "json", env={**env, "ENCRYPTION_KEY_PREVIOUS": K2})
+    assert json.loads(ok.stdout)["summary"]["mode"] == "incremental" and ok.stderr == ""
+
+
+def test_the_demo_database_saves_runs_and_falls_back(run_cli, tmp_path):
+    env = {"TOOLKIT_STATE_DIR": str(tmp_path / "state")}
+    first = run_cli("audit", "--format", "json", "--incremental", env=env)
+    assert first.returncode == 1
+    lines = first.stderr.splitlines()
+    assert sum("has no snapshots" in line for line in lines) == 1
+    assert json.loads(first.stdout)["summary"]["mode"] == "full"
+    history = run_cli("audit", "history", "--json", env=env).stdout.splitlines()
+    assert len(history) == 1 and json.loads(history[0])["database"].startswith("sqlite:")
+
+
+def test_an_unwritable_store_warns_and_the_audit_still_reports(seeded, run_cli, tmp_path):
+    url, _ = seeded
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    result = run_cli("audit", "--format", "json", env=_cli_env(url, tmp_path, TOOLKIT_STATE_DIR=str(blocked)))
+    assert result.returncode == 1 and "saved audits unavailable" in result.stderr
+    assert json.loads(result.stdout)["summary"]["findings"] == 1
+
+
+def test_the_full_audit_and_the_saved_run_agree(seeded, tmp_path):
+    url, _ = seeded
+    database, registry, keyring = open_postgres(url), parse_registry(REGISTRY_DATA), _keyring(K1)
+    with AuditStore(tmp_path / "audits.sqlite3") as store:
+        report = audit(database, registry, keyring, store=store)
+        saved = store.latest(report.meta["database"])
+        assert saved.findings == report.findings == run_audit(database, registry, keyring).findings
+        assert store.forget() == 1 and store.latest(report.meta["database"]) is None
+    database.close()
+
+
+def test_notebook_history_and_its_trend_plot(seeded, run_cli, tmp_path):
+    from toolkit.context import Context
+    from toolkit.nb import Session
+    from toolkit.settings import Settings
+
+    url, _ = seeded
+    env = _cli_env(url, tmp_path)
+    for _ in range(2):
+        assert run_cli("audit", env=env).returncode == 1
+    settings = Settings(database_url=url, encryption_key=K1, registry_path=tmp_path / "registry.json",
+                        state_dir=tmp_path / "state")
+    session = Session(Context(settings))
+    try:
+        history = session.history()
+        assert len(history) == 2 and "2 saved runs" in repr(history)
+        assert "<table" in history._repr_html_()
+        frame = history.to_pandas()
+        assert list(frame["error"]) == [1, 1] and list(frame["secret.plaintext"]) == [1, 1]
+        figure = history.plot()
+        by_severity, by_code = figure.axes[:2]
+        assert [line.get_label() for line in by_severity.get_lines()] == ["error", "warning", "info"]
+        assert [list(line.get_ydata()) for line in by_code.get_lines()] == [[1, 1]]
+    finally:
+        session.close()
+
+
+def test_the_dashboard_opens_on_the_saved_audit_and_r_runs_it_incrementally(seeded, run_cli, tmp_path):
+    import asyncio
+
+    from toolkit.context import Context
+    from toolkit.settings import Settings
+    from toolkit.tui import DashboardApp, DataSource
+
+    url, _ = seeded
+    assert run_cli("audit", env=_cli_env(url, tmp_path)).returncode == 1
+    settings = Settings(database_url=url, encryption_key=K1, registry_path=tmp_path / "registry.json",
+                        state_dir=tmp_path / "state", access_log=tmp_path / "access.log")
+    context = Context(settings)
+
+    async def drive():
+        app = DashboardApp(DataSource.from_context(context), health_check_seconds=3600)
+        async with app.run_test(size=(130, 40)) as pilot:
+            assert app.installation_ids_with("secret.plaintext") == {2}  # before any audit ran here
+            await pilot.press("a")
+            await pilot.pause()
+            summary = str(app.screen.query_one("#audit-summary").render())
+            assert "1 findings" in summary and "saved audit, less than a minute old" in summary
+            await pilot.press("r")
+            for _ in range(50):
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                if app.report.meta.get("mode"):
+                    break
+            assert app.report.meta["mode"] == "incremental"
+            assert [f.code for f in app.report.findings] == ["secret.plaintext"]
+            assert "saved audit" not in str(app.screen.query_one("#audit-summary").render())
+
+    try:
+        asyncio.run(drive())
+    finally:
+        context.close()
+    runs = [json.loads(line) for line in run_cli("audit", "history", "--json", env=_cli_env(url, tmp_path)).stdout.splitlines()]
+    assert [r["mode"] for r in runs] == ["incremental", "full"]
+
+
+def test_the_sql_and_the_numpy_changed_rules_agree(seeded):
+    """changed_since_condition (SQL, for Filters.changed_since) and the id pass (numpy) are one
+    rule written twice for speed: held equal here, at every xmin boundary of the table."""
+    from toolkit.audit.store import _id_pass
+
+    url, _ = seeded
+    database, registry = open_postgres(url), parse_registry(REGISTRY_DATA)
+    connection = psycopg2.connect(url)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("UPDATE app_installations SET updated_at = now() WHERE id = 2")
+        cursor.execute("SELECT DISTINCT xmin::text::bigint FROM app_installations")
+        xmins = sorted(row[0] for row in cursor.fetchall())
+    connection.close()
+    for since in [x + d for x in xmins for d in (-1, 0, 1)]:
+        query = installation_query(Filters(changed_since=since))
+        with database.atomic():
+            cursor = database.execute_sql(query.sql, query.params)
+            by_sql = sorted(row[0] for row in cursor.fetchall())
+        assert _id_pass(database, Filters(), registry, since)[1].tolist() == by_sql
+    assert len(xmins) == 2
+    database.close()
