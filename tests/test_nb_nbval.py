@@ -51,10 +51,10 @@ def test_nbval_passes_on_the_committed_notebook_and_fails_when_an_output_changes
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (output,) = key_status_cell(notebook).outputs
     for mime in ("text/plain", "text/html"):
-        assert "3541" in output.data[mime]
-        output.data[mime] = output.data[mime].replace("3541", "3540")
+        assert "3542" in output.data[mime]
+        output.data[mime] = output.data[mime].replace("3542", "3541")
     nbformat.write(notebook, changed)
     result = run_nbval(changed)
     assert result.returncode == 1, result.stdout[-3000:]
     assert "1 failed" in result.stdout and "Cell 1" in result.stdout
-    assert "3540" in result.stdout and "3541" in result.stdout  # the diff nbval prints
+    assert "3541" in result.stdout and "3542" in result.stdout  # the diff nbval prints
