@@ -465,29 +465,17 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
 
 
 class _Users:
-    """The users' check (engine._email_duplicates, the full audit's own) in a thread."""
+    """The users' check (engine._email_duplicates, the full audit's own), run at once in this
+    thread. Not beside the COPYs in a thread of its own: the CLI's wait callback is process-wide
+    and lifted for each COPY (db.connection._blocking_waits), and a query of another thread's
+    connection in that moment fails with "wait callback not available"."""
 
     def __init__(self, database, filters):
-        import threading
+        from .engine import _email_duplicates
 
-        self._result, self._error = [], None
-
-        def run():
-            from .engine import _email_duplicates
-
-            try:
-                with database.connection_context():  # Peewee: this thread's own connection
-                    self._result = _email_duplicates(database, filters, "%s")
-            except BaseException as exc:  # noqa: BLE001 — re-raised in findings()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="audit-users", daemon=True)
-        self._thread.start()
+        self._result = _email_duplicates(database, filters, "%s")
 
     def findings(self) -> list[Finding]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
         return [Finding.of("user.email-case-duplicate", None, user_id, None, None, message)
                 for user_id, message in self._result]
 
