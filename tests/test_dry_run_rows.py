@@ -280,3 +280,29 @@ def test_repair_dry_run_on_the_demo_database_lists_what_it_then_changes(demo_set
     done = run_cli("repair", *fix_args(), "--yes", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert listed(report) == changed_fields(before, sqlite_rows(path))
+
+
+# ---- the JSON document, streamed ---------------------------------------------------------
+
+@pytest.mark.parametrize("count", [0, 1, 3, 10_001])
+def test_the_streamed_json_is_byte_for_byte_the_summary(count):
+    """The CLI writes a dry run's rows in pieces; they make exactly `as_dict()`'s JSON."""
+    import orjson
+
+    from toolkit import repair
+
+    changes = _rewrite.ChangeList(None if count != 3 else 2)
+    for n in range(count):
+        change = installations.Change(n + 1, patch={"apiKey": "x", RLO_KEY: "y"}, drop=(HOSTILE_KEY,),
+                                      status=("installed", "configured"))
+        changes.add(n + 1, HOSTILE_APP, _rewrite.describe(change, ("previous #1",)))
+    for changes_ in (changes, None):
+        result = _rewrite.RewriteResult(dry_run=changes_ is not None, changes=changes_)
+        for report in (rotation.RotationReport(result, {"current": "aa54cf22", "previous #1": "2f4119b3"}),
+                       repair.RepairReport(result, FIXES)):
+            streamed = b"".join(report.json_chunks())
+            assert streamed == orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2)
+            if changes_ is not None:
+                document = json.loads(streamed)
+                assert len(document["changes"]) == min(4 * count, 2 if count == 3 else 4 * count)
+                assert document["changes_not_listed"] == (4 * count - 2 if count == 3 else 0)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import array
 import collections
 import dataclasses
+import itertools
 import time
 from typing import Callable, Iterable, Iterator, NamedTuple, Protocol, Sequence
 
@@ -164,6 +165,33 @@ class ChangeList:
         if self.not_listed:
             lines.append(f"  … and {self.not_listed} more (--limit N shows more, --json lists them all)")
         return lines
+
+
+_JSON_CHUNK = 10_000  # rows encoded per piece of output
+
+
+def json_document(summary: dict, changes: ChangeList | None) -> Iterator[bytes]:
+    """`summary` as indented JSON with a dry run's `changes` and `changes_not_listed` last —
+    byte for byte `orjson.dumps({**summary, **result.changes_dict()}, option=OPT_INDENT_2)` —
+    in pieces, so a million rows never stand in memory as a million dicts (about 1 GB)."""
+    import orjson
+
+    indent = orjson.OPT_INDENT_2
+    head = orjson.dumps(summary, option=indent)
+    if changes is None:
+        yield head
+        return
+    yield head[:-2] + b',\n  "changes": ['  # the summary without its closing "\n}"
+    rows = iter(changes)
+    first = True
+    while True:
+        piece = [orjson.dumps(row.as_dict(), option=indent).replace(b"\n", b"\n    ")
+                 for row in itertools.islice(rows, _JSON_CHUNK)]
+        if not piece:
+            break
+        yield (b"\n    " if first else b",\n    ") + b",\n    ".join(piece)
+        first = False
+    yield (b"]" if first else b"\n  ]") + b',\n  "changes_not_listed": ' + str(changes.not_listed).encode() + b"\n}"
 
 
 def escape_text(text: str) -> str:

@@ -157,6 +157,10 @@ class RepairReport:
             **(r.changes_dict() if listing else {}),
         }
 
+    def json_chunks(self):
+        """`as_dict()` as indented JSON, in pieces (a dry run's rows streamed)."""
+        return _rewrite.json_document(self.as_dict(listing=False), self.result.changes)
+
     def render(self) -> str:
         data = self.as_dict(listing=False)
         dry = self.result.dry_run

@@ -32,10 +32,13 @@ def progress_bar(count_rows, label: str):
 
 def exit_with_report(report, as_json: bool) -> None:
     """Print the summary (text or JSON) to stdout; exit 1 when rows were left for the next run."""
-    if as_json:
-        import orjson
-
-        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    if as_json:  # in pieces: a dry run's rows can be millions
+        sys.stdout.flush()
+        stdout = click.get_binary_stream("stdout")
+        for chunk in report.json_chunks():
+            stdout.write(chunk)
+        stdout.write(b"\n")
+        stdout.flush()
     else:
         click.echo(report.render())
     if not report.complete:
