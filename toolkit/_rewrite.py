@@ -100,10 +100,11 @@ class ChangeList:
     Memory: the text summary needs only the first rows (kept up to `limit`, the rest only
     counted), so a text dry run of a million rows holds 20. `--json` asks for every row; they
     are kept columnar — ids in an int64 array, each (app, field, action) as an index into a
-    table of the distinct triples, which are few (apps × fields × actions) — about 16 bytes a
-    row rather than ~250 as tuples, and as compact when pickled back from a worker process.
-    A temporary file would bound it further, but the JSON document printed at the end holds
-    all the rows anyway.
+    table of the distinct triples, usually few (apps × fields × actions; unknown keys add
+    theirs) — about 16 bytes a row rather than ~250 as tuples (2M rows: 34 MB), as compact
+    when pickled back from a worker process, and written out in pieces (`json_document`),
+    never as one list of dicts. A temporary file would bound it further, at the price of a
+    file of customer key names on disk; 16 bytes a row did not seem worth that.
     """
 
     def __init__(self, limit: int | None = DEFAULT_LIST_LIMIT):
