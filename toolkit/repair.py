@@ -142,7 +142,8 @@ class RepairReport:
                 found.setdefault(code, {})[reason] = count
         return found
 
-    def as_dict(self) -> dict:
+    def as_dict(self, *, listing: bool = True) -> dict:
+        """The JSON summary; a dry run's adds `changes` (its rows) and `changes_not_listed`."""
         r = self.result
         return {
             "dry_run": r.dry_run,
@@ -153,10 +154,15 @@ class RepairReport:
             "conflicts": {"retried": r.conflicts, "left": len(r.left), "left_ids": sorted(r.left)},
             "batches": r.batches,
             "seconds": round(r.elapsed, 3),
+            **(r.changes_dict() if listing else {}),
         }
 
+    def json_chunks(self):
+        """`as_dict()` as indented JSON, in pieces (a dry run's rows streamed)."""
+        return _rewrite.json_document(self.as_dict(listing=False), self.result.changes)
+
     def render(self) -> str:
-        data = self.as_dict()
+        data = self.as_dict(listing=False)
         dry = self.result.dry_run
         lines = ["Dry run: would fix (nothing was written):" if dry else "Fixed:"]
         for code, info in data["fixes"].items():
@@ -168,6 +174,8 @@ class RepairReport:
         lines.append(f"rows: {rows['scanned']} scanned, {rows['changed']} {'to change' if dry else 'changed'}"
                      + (f", {rows['deleted_meanwhile']} deleted meanwhile" if rows["deleted_meanwhile"] else "")
                      + f" ({data['batches']} batches, {data['seconds']} s)")
+        if self.result.changes is not None:  # a dry run: the rows it would change
+            lines += self.result.changes.render()
         conflicts = data["conflicts"]
         if conflicts["retried"] or conflicts["left"]:
             lines.append(f"concurrent writes: {conflicts['retried']} compare-and-swap misses retried, {conflicts['left']} left")
@@ -185,8 +193,9 @@ class RepairReport:
 
 def repair(database, registry, keyring, fixes, *, dry_run: bool = False,
            batch_size: int = _rewrite.DEFAULT_BATCH_SIZE, max_retries: int = _rewrite.DEFAULT_MAX_RETRIES,
-           progress=None, after_batch=None) -> RepairReport:
-    """Apply the chosen fixes to every installation that has those findings (or count them)."""
+           progress=None, after_batch=None, list_limit: int | None = _rewrite.DEFAULT_LIST_LIMIT) -> RepairReport:
+    """Apply the chosen fixes to every installation that has those findings (or, with
+    `dry_run`, count them and list the first `list_limit` (installation, field) rows; None: all)."""
     fixes = check_fixes(fixes)
     if SECRET_PLAINTEXT in fixes or STATUS_NOT_CONFIGURED in fixes:
         keyring.current  # noqa: B018 — encrypting, and judging secrets, need ENCRYPTION_KEY
@@ -195,5 +204,6 @@ def repair(database, registry, keyring, fixes, *, dry_run: bool = False,
         if not dry_run:
             store.check_writable()
         result = _rewrite.run_rewrite(store, planner, batch_size=batch_size, dry_run=dry_run,
-                                      max_retries=max_retries, progress=progress, after_batch=after_batch)
+                                      max_retries=max_retries, progress=progress, after_batch=after_batch,
+                                      list_limit=list_limit)
     return RepairReport(result, fixes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..repair import FIXABLE, WHAT
+from .._rewrite import DEFAULT_LIST_LIMIT
 from ._context import get_context
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
@@ -14,14 +15,16 @@ _FIX_HELP = "; ".join(f"{code}: {what}" for code, what in WHAT.items())
 @click.command()
 @click.option("--fix", "fixes", multiple=True, metavar="CODE", type=click.Choice(FIXABLE),
               help=f"An audit code to fix (repeatable). {_FIX_HELP}.")
-@click.option("--dry-run", is_flag=True, help="Count what would be fixed; write nothing.")
+@click.option("--dry-run", is_flag=True, help="List what would be fixed (installation, app, field, action); write nothing.")
 @click.option("--yes", "-y", allow_from_autoenv=False, is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True,
               help="Rows per page: one read and one UPDATE, each its own short transaction.")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Re-reads of a row the app changed meanwhile before it is left for the next run.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def repair(fixes, dry_run, yes, batch_size, max_retries, as_json):
+@click.option("--limit", type=click.IntRange(0), default=DEFAULT_LIST_LIMIT, show_default=True,
+              help="Rows a --dry-run lists in text (env TOOLKIT_REPAIR_LIMIT); --json lists them all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (a dry run's: every row it would change).")
+def repair(fixes, dry_run, yes, batch_size, max_retries, limit, as_json):
     """Fix mechanical audit findings — only the codes named with --fix.
 
     What counts as a finding is decided by the audit itself. Each page of rows is written in
@@ -52,5 +55,5 @@ def repair(fixes, dry_run, yes, batch_size, max_retries, as_json):
 
     with progress_bar(lambda: count_rows(database), "repairing" if not dry_run else "dry run") as advance:
         report = repairs.repair(database, registry, keyring, fixes, dry_run=dry_run, batch_size=batch_size,
-                                max_retries=max_retries, progress=advance)
+                                max_retries=max_retries, progress=advance, list_limit=None if as_json else limit)
     exit_with_report(report, as_json)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 
 from ..keys.rotation import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from .._rewrite import DEFAULT_LIST_LIMIT
 from ._context import get_context
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
 
 @click.command()
-@click.option("--dry-run", is_flag=True, help="Count what would be re-encrypted; write nothing.")
+@click.option("--dry-run", is_flag=True, help="List what would be re-encrypted (installation, app, field, action); write nothing.")
 @click.option("--yes", "-y", allow_from_autoenv=False, is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Rows per page: one read and one UPDATE, each its own short transaction.")
@@ -21,8 +22,10 @@ from ._writes import confirm_or_refuse, exit_with_report, progress_bar
               help="Also re-encrypt values already under the current key, with fresh IVs (fixes secret.nonce-reuse).")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Re-reads of a row the app changed meanwhile before it is left for the next run.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, as_json):
+@click.option("--limit", type=click.IntRange(0), default=DEFAULT_LIST_LIMIT, show_default=True,
+              help="Rows a --dry-run lists in text (env TOOLKIT_KEYS_ROTATE_LIMIT); --json lists them all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (a dry run's: every row it would change).")
+def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, limit, as_json):
     """Re-encrypt every secret stored under a previous key with the current key.
 
     ENCRYPTION_KEY is the new key; ENCRYPTION_KEY_PREVIOUS lists the old one(s). Only the
@@ -38,7 +41,7 @@ def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, as_j
 
     \b
     Examples:
-      toolkit keys rotate --dry-run
+      toolkit keys rotate --dry-run --limit 50
       toolkit keys rotate --yes --json
     """
     from ..keys import rotation
@@ -60,5 +63,6 @@ def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, as_j
         report = rotation.rotate(
             database, registry, keyring, dry_run=dry_run, include_current=include_current,
             batch_size=batch_size, max_retries=max_retries, workers=workers, progress=advance,
+            list_limit=None if as_json else limit,
         )
     exit_with_report(report, as_json)

@@ -33,10 +33,10 @@ def progress_bar(count_rows, label: str):
 
 def exit_with_report(report, as_json: bool) -> None:
     """Print the summary (text or JSON) to stdout; exit 1 when rows were left for the next run."""
-    if as_json:
-        import orjson
-
-        write_stdout(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2), newline=True)
+    if as_json:  # in pieces: a dry run's rows can be millions
+        for chunk in report.json_chunks():
+            write_stdout(chunk)
+        write_stdout(b"", newline=True)
     else:
         click.echo(report.render())
     if not report.complete:

@@ -108,10 +108,17 @@ class RotationPlanner:
             self.inspect, self._original_index = probe.inspect, [key.index for key in order]
         self.seal = Sealer(keyring)
         self.include_current = include_current
+        self._labels = [key.label for key in keyring.keys]
 
     def __reduce__(self):  # to worker processes; AESGCM objects are rebuilt there
         secret_keys, keyring, include_current = self._args
         return (_rebuild_planner, (secret_keys, keyring, include_current))
+
+    def sources(self, tally) -> list[str]:
+        """The key each re-encrypted value was under, in patch order: its `from:N` tally label
+        (a dry run's rows: `_rewrite.describe`)."""
+        labels = self._labels
+        return [labels[int(label[len(_FROM):])] for label in tally if label.startswith(_FROM)]
 
     @classmethod
     def from_registry(cls, registry, keyring, **kwargs) -> "RotationPlanner":
@@ -186,7 +193,8 @@ class RotationReport:
         """Every row was settled (none left behind by concurrent writes)."""
         return not self.result.left
 
-    def as_dict(self) -> dict:
+    def as_dict(self, *, listing: bool = True) -> dict:
+        """The JSON summary; a dry run's adds `changes` (its rows) and `changes_not_listed`."""
         r = self.result
         labels = list(self.keys)
         return {
@@ -210,10 +218,15 @@ class RotationReport:
             "conflicts": {"retried": r.conflicts, "left": len(r.left), "left_ids": sorted(r.left)},
             "batches": r.batches,
             "seconds": round(r.elapsed, 3),
+            **(r.changes_dict() if listing else {}),
         }
 
+    def json_chunks(self):
+        """`as_dict()` as indented JSON, in pieces (a dry run's rows streamed)."""
+        return _rewrite.json_document(self.as_dict(listing=False), self.result.changes)
+
     def render(self) -> str:
-        data = self.as_dict()
+        data = self.as_dict(listing=False)
         values, rows, conflicts = data["values"], data["rows"], data["conflicts"]
         verb = "would re-encrypt" if self.result.dry_run else "re-encrypted"
         sources = ", ".join(f"{n} from {label} ({self.keys[label]})" for label, n in values["rotated_from"].items())
@@ -235,6 +248,8 @@ class RotationReport:
             extra.append(f"{_rows(rows['deleted_meanwhile'])} deleted meanwhile")
         lines.append(f"rows: {rows['scanned']} scanned, {rows['changed']} {'to change' if self.result.dry_run else 'changed'}"
                      + "".join(f", {e}" for e in extra) + f" ({data['batches']} batches, {data['seconds']} s)")
+        if self.result.changes is not None:  # a dry run: the rows it would change
+            lines += self.result.changes.render()
         if conflicts["retried"] or conflicts["left"]:
             lines.append(f"concurrent writes: {conflicts['retried']} compare-and-swap misses retried, "
                          f"{_rows(conflicts['left'])} left")
@@ -249,8 +264,10 @@ class RotationReport:
 
 def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, include_current: bool = False,
            batch_size: int = DEFAULT_BATCH_SIZE, max_retries: int = _rewrite.DEFAULT_MAX_RETRIES,
-           workers: int = DEFAULT_WORKERS, progress=None, after_batch=None) -> RotationReport:
-    """Rotate every password value to the current key (or, with `dry_run`, count what would be).
+           workers: int = DEFAULT_WORKERS, progress=None, after_batch=None,
+           list_limit: int | None = _rewrite.DEFAULT_LIST_LIMIT) -> RotationReport:
+    """Rotate every password value to the current key (or, with `dry_run`, count what would be,
+    listing the first `list_limit` (installation, field) rows it would change; None: all).
 
     Raises ConfigError for a keyring rotation cannot use and DatabaseError when the database
     refuses writes — both before any row is written. `workers` processes share the id range
@@ -258,7 +275,7 @@ def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, inclu
     """
     check_keyring(keyring, include_current=include_current)
     planner = RotationPlanner.from_registry(registry, keyring, include_current=include_current)
-    options = {"batch_size": batch_size, "dry_run": dry_run, "max_retries": max_retries}
+    options = {"batch_size": batch_size, "dry_run": dry_run, "max_retries": max_retries, "list_limit": list_limit}
     factory = installations.store_factory(database, read_only=dry_run)
     with factory() as store:
         if not dry_run:
