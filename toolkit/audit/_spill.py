@@ -35,7 +35,7 @@ from .finding import Finding, code_order, sort_key
 
 DEFAULT = ...  # in a record: "the code's own severity / hint"
 BLOCK = 1024  # records per packed block (~150 kB): what a reader holds per segment
-FLUSH_AT = 65_536  # records buffered before they are sorted into segments and written
+FLUSH_AT = 16_384  # records buffered before they are sorted into segments and written (~3 MB)
 _SEVERITY = {code: entry.severity for code, entry in CODES.items()}
 _HINT = {code: entry.hint for code, entry in CODES.items()}
 
@@ -98,7 +98,7 @@ def _load(blob: bytes) -> list:
     return marshal.loads(blob[1:]) if blob[:1] == b"m" else pickle.loads(blob[1:])
 
 
-def pack(records, ordered: bool) -> list[tuple]:
+def pack(records, ordered: bool, block: int = BLOCK) -> list[tuple]:
     """Records -> segments `(code, severity, count, first_key, last_key, blobs, apps)`, plain
     data a worker process sends its parent in one pickle."""
     key = ordered_key if ordered else arrival_key
@@ -122,7 +122,7 @@ def pack(records, ordered: bool) -> list[tuple]:
     segments = []
     for run in runs:
         apps = collections.Counter(rec[4] or None for rec in run)
-        blobs = [_dump(run[i:i + BLOCK]) for i in range(0, len(run), BLOCK)]
+        blobs = [_dump(run[i:i + block]) for i in range(0, len(run), block)]
         segments.append((run[0][0], severity_of(run[0]), len(run), key(run[0]), key(run[-1]), blobs, dict(apps)))
     return segments
 
@@ -148,10 +148,12 @@ class FindingStore:
     """Findings on disk, read back lazily in report order (see the module docstring).
 
     `ordered`: sort by `Finding.sort_key` (stable); otherwise keep the order of addition.
-    `codes`: when given, findings of other codes are dropped on the way in."""
+    `codes`: when given, findings of other codes are dropped on the way in. `flush_at` and
+    `block` size the segments and blocks (small ones make tests merge a lot)."""
 
-    def __init__(self, *, ordered: bool, codes=None):
+    def __init__(self, *, ordered: bool, codes=None, flush_at: int = FLUSH_AT, block: int = BLOCK):
         self.ordered = ordered
+        self._flush_at, self._block = flush_at, block
         self._key = ordered_key if ordered else arrival_key
         self._codes = None if codes is None else frozenset(codes)
         self._segments: list[_Segment] = []
@@ -207,7 +209,7 @@ class FindingStore:
         buffer = self._buffer
         for rec in records:
             buffer.append(rec)
-            if len(buffer) >= FLUSH_AT:
+            if len(buffer) >= self._flush_at:
                 self.flush()
                 buffer = self._buffer
 
@@ -232,7 +234,7 @@ class FindingStore:
     def flush(self) -> None:
         if self._buffer:
             buffer, self._buffer = self._buffer, []
-            self.add_packed(pack(buffer, self.ordered))
+            self.add_packed(pack(buffer, self.ordered, self._block))
 
     # ---- reading -----------------------------------------------------------------------
     def __len__(self) -> int:

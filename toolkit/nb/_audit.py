@@ -97,7 +97,13 @@ class AuditResult:
             import numpy
         except ImportError:
             return len(set(ids))
-        return int(numpy.unique(numpy.fromiter(ids, dtype=numpy.int64)).size)
+        values, filled = numpy.empty(len(self), dtype=numpy.int64), 0  # no regrowing buffer
+        while chunk := list(itertools.islice(ids, 4096)):
+            values[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+        values = values[:filled]
+        values.sort(kind="heapsort")  # in place, no scratch buffer (unlike numpy.unique)
+        return int(values.size and 1 + numpy.count_nonzero(values[1:] != values[:-1]))
 
     @property
     def headline(self) -> str:
