@@ -511,27 +511,43 @@ def _json_value(value, inner: str) -> str:
 
 
 def _json_object(rec, depth: int) -> str:
-    if rec[1] is _spill.DEFAULT and rec[7] is _spill.DEFAULT:
-        inner = "  " * (depth + 1)
-        return _template(rec[0], depth) % tuple(_json_value(v, inner) for v in rec[2:7])
+    """One finding as json.dumps(indent=2) writes it `depth` levels deep (any values)."""
     inner = "  " * (depth + 1)
     lines = [f"{inner}{encode_basestring(name)}: {_json_value(value, inner)}"
              for name, value in zip(FIELDS, _spill.fields_of(rec))]
     return "  " * depth + "{\n" + ",\n".join(lines) + "\n" + "  " * depth + "}"
 
 
+def _json_objects(records, depth: int) -> list[str]:
+    """`_json_object` of each record; the common finding (the code's own severity and hint,
+    int or null ids, string names) filled into its code's template, no call per value:
+    %s writes an int as json does, and json's own C function escapes the strings."""
+    inner = "  " * (depth + 1)
+    enc, default, out = encode_basestring, _spill.DEFAULT, []
+    for rec in records:
+        code, severity, i, u, app, field, message, hint = rec[:8]
+        if severity is not default or hint is not default:
+            out.append(_json_object(rec, depth))
+            continue
+        out.append(_template(code, depth) % (
+            i if type(i) is int else _json_value(i, inner),
+            u if type(u) is int else _json_value(u, inner),
+            enc(app) if type(app) is str else _json_value(app, inner),
+            enc(field) if type(field) is str else _json_value(field, inner),
+            enc(message) if type(message) is str else _json_value(message, inner),
+        ))
+    return out
+
+
 def _json_list(records, depth: int):
     """A list of findings as json.dumps(indent=2) writes it `depth` levels deep."""
     records = iter(records)
-    first = next(records, None)
-    if first is None:
+    first = _json_objects(itertools.islice(records, 1), depth + 1)
+    if not first:
         yield "[]"
         return
-    yield "[\n" + _json_object(first, depth + 1)
-    while True:
-        batch = [_json_object(rec, depth + 1) for rec in itertools.islice(records, _CHUNK)]
-        if not batch:
-            break
+    yield "[\n" + first[0]
+    while batch := _json_objects(itertools.islice(records, _CHUNK), depth + 1):
         yield ",\n" + ",\n".join(batch)
     yield "\n" + "  " * depth + "]"
 
