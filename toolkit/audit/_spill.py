@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import itertools
 import marshal
 import os
 import pickle
@@ -243,8 +244,19 @@ class FindingStore:
 
     def records(self):
         """Every record, in report order."""
+        return itertools.chain.from_iterable(self.blocks())
+
+    def blocks(self):
+        """Every record, in report order, in lists (a block as read, where nothing merges)."""
         self.flush()
-        return self._merge(self._segments)
+        for cluster in self._clusters(self._segments):
+            if len(cluster) == 1:
+                for block in cluster[0].blocks:
+                    yield self._read(block)
+            else:
+                merged = heapq.merge(*(self._blocks(s) for s in cluster), key=self._key)
+                while chunk := list(itertools.islice(merged, self._block)):
+                    yield chunk
 
     def __iter__(self):
         return map(finding_of, self.records())
@@ -253,15 +265,21 @@ class FindingStore:
         for block in segment.blocks:
             yield from self._read(block)
 
-    def _merge(self, segments):
+    @staticmethod
+    def _clusters(segments):
+        """The segments in order of their first keys, in groups whose key ranges overlap."""
         cluster, high = [], None
         for segment in sorted(segments, key=lambda s: s.first):
             if cluster and segment.first > high:  # after all that came before: no merging
-                yield from self._emit(cluster)
+                yield cluster
                 cluster, high = [], None
             cluster.append(segment)
             high = segment.last if high is None or segment.last > high else high
         if cluster:
+            yield cluster
+
+    def _merge(self, segments):
+        for cluster in self._clusters(segments):
             yield from self._emit(cluster)
 
     def _emit(self, cluster):

@@ -69,6 +69,9 @@ class _Listed:
     def records(self):
         return map(_spill.record_of, self.findings, itertools.count())
 
+    def blocks(self):
+        yield list(self.records())
+
     def _by_code(self) -> dict:
         if self._groups is None:
             by_code: dict = {}
@@ -390,7 +393,7 @@ class Report:
         for n, piece in enumerate(re.split(f'"{token}(findings|new|fixed)"', document)):
             if n % 2:  # the split's captured group: which list goes here
                 backend, depth = lists[piece]
-                yield from _json_list(backend.records(), depth)
+                yield from _json_list(backend.blocks(), depth)
             else:
                 yield piece
         yield "\n"
@@ -523,33 +526,32 @@ def _json_objects(records, depth: int) -> list[str]:
     int or null ids, string names) filled into its code's template, no call per value:
     %s writes an int as json does, and json's own C function escapes the strings."""
     inner = "  " * (depth + 1)
-    enc, default, out = encode_basestring, _spill.DEFAULT, []
+    enc, default, value, out = encode_basestring, _spill.DEFAULT, _json_value, []
+    templates = {code: _template(code, depth) for code in CODES}
     for rec in records:
-        code, severity, i, u, app, field, message, hint = rec[:8]
+        code, severity, i, u, app, field, message, hint, _ = rec
         if severity is not default or hint is not default:
             out.append(_json_object(rec, depth))
             continue
-        out.append(_template(code, depth) % (
-            i if type(i) is int else _json_value(i, inner),
-            u if type(u) is int else _json_value(u, inner),
-            enc(app) if type(app) is str else _json_value(app, inner),
-            enc(field) if type(field) is str else _json_value(field, inner),
-            enc(message) if type(message) is str else _json_value(message, inner),
+        out.append(templates[code] % (
+            i if type(i) is int else value(i, inner),
+            u if type(u) is int else value(u, inner),
+            enc(app) if type(app) is str else value(app, inner),
+            enc(field) if type(field) is str else value(field, inner),
+            enc(message) if type(message) is str else value(message, inner),
         ))
     return out
 
 
-def _json_list(records, depth: int):
-    """A list of findings as json.dumps(indent=2) writes it `depth` levels deep."""
-    records = iter(records)
-    first = _json_objects(itertools.islice(records, 1), depth + 1)
-    if not first:
-        yield "[]"
-        return
-    yield "[\n" + first[0]
-    while batch := _json_objects(itertools.islice(records, _CHUNK), depth + 1):
-        yield ",\n" + ",\n".join(batch)
-    yield "\n" + "  " * depth + "]"
+def _json_list(blocks, depth: int):
+    """A list of findings (given in blocks of records) as json.dumps(indent=2) writes it
+    `depth` levels deep: a piece per block."""
+    separator = "[\n"
+    for block in blocks:
+        if block:
+            yield separator + ",\n".join(_json_objects(block, depth + 1))
+            separator = ",\n"
+    yield "[]" if separator == "[\n" else "\n" + "  " * depth + "]"
 
 
 # ---- compare, on disk -----------------------------------------------------------------------
