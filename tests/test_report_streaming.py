@@ -181,12 +181,17 @@ def _both_ways(database, registry, monkeypatch, **kwargs):
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_the_engine_spills_the_same_report_on_postgres(pg_url, registry, jobs, monkeypatch):
+@pytest.mark.parametrize("through", ["direct", "pgbouncer"])
+def test_the_engine_spills_the_same_report_on_postgres(pg_url, pgbouncer_url, registry, jobs, through, monkeypatch):
     from toolkit.audit import engine
 
-    database = db.open_postgres(pg_url)
+    seeding = db.open_postgres(pg_url)
     try:
-        plant(database)
+        plant(seeding)
+    finally:
+        seeding.close()
+    database = db.open_postgres(pgbouncer_url(pg_url) if through == "pgbouncer" else pg_url)
+    try:
         monkeypatch.setattr(engine, "PARALLEL_THRESHOLD", 0)  # worker processes even for a small table
         small, big = _both_ways(database, registry, monkeypatch, jobs=jobs)
     finally:
