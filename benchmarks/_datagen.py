@@ -1,14 +1,18 @@
 """Scratch PostgreSQL databases with N installations, generated fast (for the benchmarks).
 
     name = create_database("bench_audit")            # a fresh database with the app's schema
-    stats = fill(dsn(name), rows=1_000_000, keys=[current, previous], previous_share=0.0)
+    stats = fill(dsn(name), rows=1_000_000, keys=[current, previous], previous_share=0.1,
+                 iv_length="mixed", plaintext_share=0.0)
     drop_database(name)
 
 Rows go in with `COPY … FROM STDIN` from a generator (nothing is held in memory): about 1/3
 as many users as installations, three apps per user (the (user_id, app_id) index is unique),
 two encrypted secrets per installation (AES-256-GCM exactly as the app stores them, random
-16-byte IVs) plus a select and an email field. `finding_every` plants one plaintext secret
-every N rows so the audit has a few findings to carry, as a real database would.
+IVs of `iv_length` bytes: 12, 16, or "mixed" — every other row 12) plus a select and an email
+field. `previous_share` of the rows are under the second key (a rotation under way).
+`finding_every` plants one plaintext secret every N rows so the audit has a few findings to
+carry, as a real database would; `plaintext_share` = 1.0 stores every apiKey in plaintext (a
+bad deploy: one finding per row).
 """
 
 from __future__ import annotations
@@ -107,10 +111,20 @@ def _users(count: int, batch: int = 20_000):
                       for i in range(start, min(start + batch, count + 1)))
 
 
-def _installations(rows: int, keys, previous_share: float, finding_every: int, batch: int = 10_000):
+def _iv_length(iv_length, row: int) -> int:
+    if iv_length == "mixed":
+        return 12 if row % 2 else 16
+    if iv_length not in (12, 16):
+        raise ValueError(f"iv_length must be 12, 16 or 'mixed', not {iv_length!r}")
+    return iv_length
+
+
+def _installations(rows: int, keys, previous_share: float, finding_every: int, batch: int = 10_000,
+                   iv_length=16, plaintext_share: float = 0.0):
     """COPY text lines: user_id, app_id, status, config, installed_at, updated_at."""
     ciphers = [AESGCM(key) for key in keys]
     previous_every = int(1 / previous_share) if previous_share else 0
+    plaintext_every = int(1 / plaintext_share) if plaintext_share else 0
     stamp = "2024-01-15 09:30:00\t2024-02-01 12:00:00"
     for start in range(0, rows, batch):
         stop = min(start + batch, rows)
@@ -119,11 +133,13 @@ def _installations(rows: int, keys, previous_share: float, finding_every: int, b
         for n, i in enumerate(range(start, stop)):
             cipher = ciphers[1] if previous_every and i % previous_every == 0 else ciphers[0]
             values = []
+            size = _iv_length(iv_length, i)
             for k in range(2):
-                iv = ivs[(2 * n + k) * 16:(2 * n + k + 1) * 16]
+                iv = ivs[(2 * n + k) * 16:(2 * n + k) * 16 + size]
                 sealed = cipher.encrypt(iv, f"sk_{i}_{k}_{iv[:6].hex()}".encode(), None)
                 values.append(f"{iv.hex()}:{sealed[-16:].hex()}:{sealed[:-16].hex()}")
-            if finding_every and i % finding_every == finding_every - 1:
+            if (finding_every and i % finding_every == finding_every - 1) or (
+                    plaintext_every and i % plaintext_every == 0):
                 values[0] = f"sk_live_plaintext_{i}"  # a secret.plaintext finding
             user = i // len(APPS) + 1
             app = APPS[i % len(APPS)]
@@ -135,7 +151,8 @@ def _installations(rows: int, keys, previous_share: float, finding_every: int, b
         yield "".join(lines)
 
 
-def fill(connection_dsn: str, rows: int, keys, *, previous_share: float = 0.0, finding_every: int = 1000) -> dict:
+def fill(connection_dsn: str, rows: int, keys, *, previous_share: float = 0.0, finding_every: int = 1000,
+         iv_length=16, plaintext_share: float = 0.0) -> dict:
     """Load `rows` installations (and rows/3 users) with COPY FROM, then VACUUM ANALYZE so
     every timed read afterwards starts from the same, hint-bit-set table."""
     users = -(-rows // len(APPS))
@@ -144,7 +161,8 @@ def fill(connection_dsn: str, rows: int, keys, *, previous_share: float = 0.0, f
         cursor.copy_expert("COPY users (name, email, role) FROM STDIN", _GeneratorFile(_users(users)))
         cursor.copy_expert(
             "COPY app_installations (user_id, app_id, status, config, installed_at, updated_at) FROM STDIN",
-            _GeneratorFile(_installations(rows, keys, previous_share, finding_every)),
+            _GeneratorFile(_installations(rows, keys, previous_share, finding_every,
+                                          iv_length=iv_length, plaintext_share=plaintext_share)),
         )
     connection.autocommit = True
     with connection.cursor() as cursor:

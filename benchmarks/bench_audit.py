@@ -1,20 +1,24 @@
-"""The audit of N installations (two encrypted secrets each), timed beside the floor
-`COPY (SELECT …) TO STDOUT` of the same rows, in one run.
+"""The audit of N installations (two secrets each), timed beside two COPY floors of the same
+rows, best of three alternating runs, on several kinds of data.
 
-    .venv/bin/python benchmarks/bench_audit.py                  # 1,000,000 installations
-    .venv/bin/python benchmarks/bench_audit.py --rows 200000 --jobs 2 --keep
+    .venv/bin/python benchmarks/bench_audit.py                       # 1,000,000 rows, every data set
+    .venv/bin/python benchmarks/bench_audit.py --rows 200000 --data 12,plaintext --runs 3
 
-Targets (issue 5): audit time <= 3 x the COPY time, peak RSS <= 300 MB summed over the audit's
-processes. The audit runs as an operator runs it — `python -m toolkit audit --format json` in a
-subprocess — and its time is that process's wall time (interpreter start and imports
-included). Its memory is sampled every 10 ms over the process and its children (/proc VmRSS,
-summed) — and each process's own peak (VmHWM) is summed too, an upper bound.
-The COPY floor streams the same rows to a sink that discards them, once before and once after
-the audit (the mean is the baseline); a first untimed COPY warms the cache for both.
+Data sets (benchmarks/_datagen.py): `12` and `16` (every IV 12 / 16 bytes, one planted
+plaintext per 1000 rows), `mixed` (every other row 12-byte IVs, 5% of rows under the previous
+key: stale-key findings), `plaintext` (every apiKey in plaintext: one finding per row).
 
-The machine is often shared (other jobs, CI): the script also prints the CPU seconds the audit's
-processes used, plus one COPY's worth for its database backends, halved — what the run would
-take with both cores to itself — next to the load average.
+Targets (issue 13): clean data <= 3 x psql's COPY (aim 2.5) and all-plaintext data <= 4 x,
+peak RSS <= 300 MB summed over the audit's processes. The audit runs as an operator runs it —
+`python -m toolkit audit --format json` in a subprocess, interpreter start and imports
+included. Its memory is sampled every 10 ms over the process and its children (/proc VmRSS,
+summed); each process's own peak (VmHWM) is summed too, an upper bound.
+
+The floors: psycopg2's `COPY (SELECT …) TO STDOUT` into a sink that drops every row (the
+floor earlier runs used), and psql's `\copy (select …) to /dev/null` (the floor of the issue).
+Each run times the three in turn (COPY, \copy, audit), three runs, and the best of each
+counts; a first untimed COPY warms the cache. The machine is often shared: the script prints
+the audit's CPU seconds (its processes, reaped) and the load average before and after.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ ROOT = _datagen.ROOT
 COPY_SQL = ("COPY (SELECT id, user_id, app_id, status, config, installed_at, updated_at "
             "FROM app_installations) TO STDOUT")
 CURRENT_KEY = "5f" * 32
+PREVIOUS_KEY = "a0" * 32  # the `mixed` data's rotated-out key (ENCRYPTION_KEY_PREVIOUS)
 
 
 class _Discard:
@@ -127,7 +132,8 @@ class TreeMemory(threading.Thread):
 
 def run_audit(url: str, registry: Path, jobs: int | None, output: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ENCRYPTION_KEY", "TOOLKIT_"))}
-    env.update(DATABASE_URL=url, ENCRYPTION_KEY=CURRENT_KEY, TOOLKIT_REGISTRY=str(registry))
+    env.update(DATABASE_URL=url, ENCRYPTION_KEY=CURRENT_KEY, ENCRYPTION_KEY_PREVIOUS=PREVIOUS_KEY,
+               TOOLKIT_REGISTRY=str(registry))
     command = [sys.executable, "-m", "toolkit", "audit", "--format", "json", "--output", str(output),
                "--fail-on", "never"]
     if jobs is not None:
@@ -153,56 +159,93 @@ def run_audit(url: str, registry: Path, jobs: int | None, output: Path) -> dict:
             "command": " ".join(command[1:])}
 
 
+DATA_SETS = {
+    "12": dict(iv_length=12),
+    "16": dict(iv_length=16),
+    "mixed": dict(iv_length="mixed", previous_share=0.05),
+    "plaintext": dict(iv_length=16, plaintext_share=1.0),
+}
+
+
+def time_psql_copy(dsn: str) -> float:
+    """Wall seconds of psql's `\\copy (select …) to /dev/null` (client start included)."""
+    select = COPY_SQL[len("COPY ("):-len(") TO STDOUT")]
+    started = time.perf_counter()
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c", f"\\copy ({select}) to /dev/null"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def bench(name: str, url: str, dsn: str, registry: Path, jobs, runs: int, output: Path) -> dict:
+    time_copy(dsn)  # warm the cache: every timed run reads the same pages
+    copies, psqls, audits = [], [], []
+    for _ in range(runs):  # alternating, so a busy moment of the machine hits all three alike
+        copies.append(time_copy(dsn))
+        psqls.append(time_psql_copy(dsn))
+        audits.append(run_audit(url, registry, jobs, output))
+    best = min(audits, key=lambda a: a["wall"])
+    copy = min(c[0] for c in copies)
+    psql = min(psqls)
+    return {"data": name, "copy": copy, "psql": psql, "audit": best,
+            "peak_mb": max(a["peak_mb"] for a in audits), "hwm_mb": max(a["hwm_sum_mb"] for a in audits)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="installations (default 1,000,000)")
+    parser.add_argument("--data", default=",".join(DATA_SETS), help=f"data sets, comma-separated ({', '.join(DATA_SETS)})")
+    parser.add_argument("--runs", type=int, default=3, help="alternating runs; the best counts (default 3)")
     parser.add_argument("--jobs", type=int, default=None, help="audit --jobs (default: the audit's default)")
-    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
-    parser.add_argument("--database", help="reuse an existing bench database instead of creating one")
+    parser.add_argument("--keep", action="store_true", help="keep the databases (their names are printed)")
     args = parser.parse_args(argv)
+    wanted = [d.strip() for d in args.data.split(",") if d.strip()]
+    unknown = [d for d in wanted if d not in DATA_SETS]
+    if unknown:
+        parser.error(f"unknown data set {', '.join(unknown)}; choose from {', '.join(DATA_SETS)}")
 
-    name = args.database
-    if name is None:
-        name = _datagen.create_database("bench_audit")
-        started = time.perf_counter()
-        stats = _datagen.fill(_datagen.dsn(name), args.rows, [bytes.fromhex(CURRENT_KEY)])
-        print(f"generated {stats['installations']:,} installations, {stats['users']:,} users, "
-              f"{2 * stats['installations']:,} secrets in {time.perf_counter() - started:.1f} s "
-              f"(table {stats['table_size']}) — database {name}")
-    try:
-        dsn = _datagen.dsn(name)
-        with tempfile.TemporaryDirectory() as tmp:
-            registry = _datagen.write_registry(Path(tmp) / "registry.json")
-            time_copy(dsn)  # warm the cache: both timed runs read the same pages
-            copy_before, pg_before = time_copy(dsn)
-            audit = run_audit(_datagen.url(name), registry, args.jobs, Path(tmp) / "report.json")
-            copy_after, pg_after = time_copy(dsn)
-        copy = (copy_before + copy_after) / 2
-        pg_cpu = (pg_before + pg_after) / 2
-        summary = audit["summary"]
-        ratio = audit["wall"] / copy
-        print(f"COPY (SELECT …) TO STDOUT  {copy_before:.2f} s before, {copy_after:.2f} s after the audit "
-              f"(baseline {copy:.2f} s)")
-        print(f"audit                      {audit['wall']:.2f} s wall ({summary['duration_s']:.2f} s inside "
-              f"run_audit), {summary['installations']:,} installations, {summary['secrets_decrypted']:,} "
-              f"secrets decrypted, {summary['findings']:,} findings, jobs={summary['jobs']}")
-        print(f"ratio audit / COPY         {ratio:.2f}  (target <= 3)")
-        # What the same work would take with both cores to itself: the audit's processes'
-        # CPU plus its backends' (about one COPY's worth), shared by two cores — against the
-        # COPY's own CPU time, which is its wall time on an idle machine.
-        idle = (audit["cpu"] + pg_cpu) / 2
-        print(f"CPU                        audit processes {audit['cpu']:.2f} s, COPY backend {pg_cpu:.2f} s: "
-              f"on two idle cores ~{idle:.2f} s vs ~{pg_cpu:.2f} s, ratio ~{idle / pg_cpu:.2f} "
-              f"(load average {os.getloadavg()[0]:.2f})")
-        print(f"peak RSS                   {audit['peak_mb']:.0f} MB summed over {audit['processes']} processes "
-              f"(sum of each process's own peak: {audit['hwm_sum_mb']:.0f} MB; target <= 300)")
-        print(f"command                    {audit['command']}")
-    finally:
-        if args.keep or args.database:
-            print(f"kept database {name}")
-        else:
-            _datagen.drop_database(name)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    results = []
+    for data in wanted:
+        name = _datagen.create_database(f"bench_audit_{data}")
+        try:
+            started = time.perf_counter()
+            keys = [bytes.fromhex(CURRENT_KEY), bytes.fromhex(PREVIOUS_KEY)]
+            stats = _datagen.fill(_datagen.dsn(name), args.rows, keys, **DATA_SETS[data])
+            print(f"[{data}] generated {stats['installations']:,} installations, {stats['users']:,} users in "
+                  f"{time.perf_counter() - started:.1f} s (table {stats['table_size']}) — database {name}")
+            with tempfile.TemporaryDirectory() as tmp:
+                registry = _datagen.write_registry(Path(tmp) / "registry.json")
+                result = bench(data, _datagen.url(name), _datagen.dsn(name), registry, args.jobs, args.runs,
+                               Path(tmp) / "report.json")
+            results.append(result)
+            _print(result)
+        finally:
+            if args.keep:
+                print(f"kept database {name}")
+            else:
+                _datagen.drop_database(name)
+    print()
+    print(f"{'data':<10} {'psql':>6} {'COPY':>6} {'audit':>7} {'/psql':>6} {'/COPY':>6} {'CPU s':>6} "
+          f"{'RSS MB':>7} {'findings':>9}")
+    for r in results:
+        a = r["audit"]
+        print(f"{r['data']:<10} {r['psql']:>6.2f} {r['copy']:>6.2f} {a['wall']:>7.2f} {a['wall'] / r['psql']:>6.2f} "
+              f"{a['wall'] / r['copy']:>6.2f} {a['cpu']:>6.2f} {r['peak_mb']:>7.0f} {a['summary']['findings']:>9,}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if results:
+        print(f"command: {results[0]['audit']['command']}")
     return 0
+
+
+def _print(r: dict) -> None:
+    a, summary = r["audit"], r["audit"]["summary"]
+    print(f"[{r['data']}] psql \\copy … to /dev/null {r['psql']:.2f} s, COPY … TO STDOUT {r['copy']:.2f} s (best of each)")
+    print(f"[{r['data']}] audit {a['wall']:.2f} s wall (best; {summary['duration_s']:.2f} s inside run_audit), "
+          f"{a['cpu']:.2f} s CPU, {summary['installations']:,} installations, {summary['secrets_decrypted']:,} "
+          f"secrets decrypted, {summary['findings']:,} findings, jobs={summary['jobs']}")
+    print(f"[{r['data']}] ratio audit / psql {a['wall'] / r['psql']:.2f}, / COPY {a['wall'] / r['copy']:.2f}; "
+          f"peak RSS {r['peak_mb']:.0f} MB summed (max over runs; sum of each process's peak {r['hwm_mb']:.0f} MB); "
+          f"load {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -24,35 +24,39 @@ def _badge(severity: str) -> str:
     return f'<span class="sev {escape(severity)}">{escape(severity)}</span>'
 
 
-def _findings_tables(findings, title_prefix: str = "") -> list[str]:
-    out = []
-    by_code: dict[str, list] = {}
-    for finding in findings:
-        by_code.setdefault(finding.code, []).append(finding)
-    order = list(CODES)
-    for code in sorted(by_code, key=lambda c: order.index(c) if c in order else len(order)):
-        group = by_code[code]
+def _findings_tables(groups, title_prefix: str = ""):
+    """Each code's table; `groups` from `Report._groups` (findings streamed, a piece per
+    few hundred rows)."""
+    for code, count, severity, findings in groups:
         entry = CODES.get(code)
-        out.append(f'<h2 id="{escape(code)}">{escape(title_prefix)}<code>{escape(code)}</code> '
-                   f"{_badge(group[0].severity)} {len(group):,}</h2>")
+        out = [f'<h2 id="{escape(code)}">{escape(title_prefix)}<code>{escape(code)}</code> '
+               f"{_badge(severity)} {count:,}</h2>"]
         if entry:
             out.append(f'<p class="hint"><b>What to do:</b> {escape(entry.hint)}</p>')
         out.append("<table><tr><th>installation</th><th>user</th><th>app</th><th>field</th><th>message</th></tr>")
-        for f in group:
+        for f in findings:
             out.append(
                 "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in (
                     f.installation_id, f.user_id, f.app_id, f.field, f.message)) + "</tr>")
+            if len(out) >= 512:
+                yield "\n" + "\n".join(out)
+                out = []
         out.append("</table>")
-    return out
+        yield "\n" + "\n".join(out)
 
 
 def render_html(report, *, page: bool = True) -> str:
-    summary = report.summary
+    return "".join(iter_html(report, page=page))
+
+
+def iter_html(report, *, page: bool = True):
+    """The page in pieces; joined, exactly what the lines below joined with newlines give."""
+    summary = report._summary()
     counts = summary["by_severity"]
     body = [
         "<h1>Installation audit</h1>",
         f'<p class="meta">{escape(summary.get("database", ""))} · '
-        f'{summary.get("installations", 0):,} installations · {len(report.findings):,} findings · '
+        f'{summary.get("installations", 0):,} installations · {len(report):,} findings · '
         + " ".join(f"{_badge(s)} {counts.get(s, 0):,}" for s in SEVERITIES)
         + (f' · generated {escape(summary["generated_at"])}' if page and summary.get("generated_at") else "")
         + "</p>",
@@ -72,16 +76,19 @@ def render_html(report, *, page: bool = True) -> str:
                 f"<td class=n>{row.get(s, 0):,}</td>" for s in SEVERITIES) + "</tr>")
         body.append("</table>")
     baseline = report.baseline
-    if baseline is None:
-        body += _findings_tables(report.findings)
-    else:
+    if baseline is not None:
         body.append(f'<p class="new">Compared with the baseline {escape(baseline.source or "")}: '
                     f"{len(baseline.new):,} new, {len(baseline.fixed):,} fixed, "
                     f"{baseline.unchanged:,} unchanged (not listed).</p>")
-        body += _findings_tables(baseline.new, "New: ")
-        body += _findings_tables(baseline.fixed, "Fixed: ")
-    if not page:
-        return '<div class="toolkit-audit">' + "\n".join(body) + "</div>"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<title>Installation audit</title><style>" + _CSS + "</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    if page:
+        yield ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               "<title>Installation audit</title><style>" + _CSS + "</style></head><body>\n")
+    else:
+        yield '<div class="toolkit-audit">'
+    yield "\n".join(body)
+    if baseline is None:
+        yield from _findings_tables(report._groups())
+    else:
+        yield from _findings_tables(report._groups("new"), "New: ")
+        yield from _findings_tables(report._groups("fixed"), "Fixed: ")
+    yield "\n</body></html>\n" if page else "</div>"

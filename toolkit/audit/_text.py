@@ -43,29 +43,36 @@ def _where(finding) -> str:
     return ", ".join(parts)
 
 
-def _grouped(findings, lines: list[str], title: str) -> None:
-    by_code: dict[str, list] = {}
-    for finding in findings:
-        by_code.setdefault(finding.code, []).append(finding)
-    for code in sorted(by_code, key=lambda c: list(CODES).index(c) if c in CODES else len(CODES)):
-        group = by_code[code]
+def _grouped(groups, title: str):
+    """Each code's findings under its header and hint; `groups` from `Report._groups`."""
+    for code, count, first_severity, findings in groups:
         entry = CODES.get(code)
-        severity = entry.severity if entry else group[0].severity
-        lines += ["", f"{title}{code} ({severity}) — {_plural(len(group), 'finding')}"]
+        severity = entry.severity if entry else first_severity
+        lines = ["", f"{title}{code} ({severity}) — {_plural(count, 'finding')}"]
         if entry:
             lines.append(f"  hint: {entry.hint}")
-        for finding in group:
+        for finding in findings:
             lines.append(f"  {_where(finding)}: {clean(finding.message, 400)}")
+            if len(lines) >= 512:
+                yield "\n".join(lines) + "\n"
+                lines = []
+        if lines:
+            yield "\n".join(lines) + "\n"
 
 
 def render_text(report) -> str:
-    summary = report.summary
+    return "".join(iter_text(report))
+
+
+def iter_text(report):
+    """The text report in pieces (each ends with a newline), the findings streamed."""
+    summary = report._summary()
     severities = summary["by_severity"]
     counted = ", ".join(_severity_count(severities.get(s, 0), s) for s in SEVERITIES)
     where = clean(summary.get("database", "the database"))
     installations = summary.get("installations")
     read = f"{_plural(installations, 'installation')}, " if installations is not None else ""
-    lines = [f"Audit of {where}: {read}{_plural(len(report.findings), 'finding')} ({counted})"]
+    lines = [f"Audit of {where}: {read}{_plural(len(report), 'finding')} ({counted})"]
     if summary.get("filters"):
         shown = "; ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in summary["filters"].items())
         lines.append(f"Filters: {clean(shown, 400)}")
@@ -79,14 +86,15 @@ def render_text(report) -> str:
         lines += ["", *_table(("app", *(_PLURAL[s] for s in SEVERITIES)), app_rows, align_right=(1, 2, 3))]
 
     baseline = report.baseline
-    if baseline is None:
-        _grouped(report.findings, lines, "")
-    else:
+    if baseline is not None:
         source = f" {clean(baseline.source, 400)}" if baseline.source else ""
         lines += ["", f"Compared with the baseline{source}: {len(baseline.new):,} new, "
                       f"{len(baseline.fixed):,} fixed, {baseline.unchanged:,} unchanged (not listed)."]
-        _grouped(baseline.new, lines, "NEW ")
-        _grouped(baseline.fixed, lines, "FIXED ")
-    if not report.findings and baseline is None:
-        lines += ["", "No findings."]
-    return "\n".join(lines) + "\n"
+    yield "\n".join(lines) + "\n"
+    if baseline is None:
+        yield from _grouped(report._groups(), "")
+    else:
+        yield from _grouped(report._groups("new"), "NEW ")
+        yield from _grouped(report._groups("fixed"), "FIXED ")
+    if not len(report) and baseline is None:
+        yield "\nNo findings.\n"

@@ -12,8 +12,11 @@ rows written during the audit may be seen before or after the write.
 
 SQLite (the demo database): the same SELECT in one process through Peewee.
 
-Findings travel from workers as tuples and IV traces as bytes; the parent builds `Finding`s,
-finds nonce reuse across all of them, and returns a `Report`.
+Findings travel from workers as packed, sorted segments (`_spill.pack`: a few blobs per
+chunk, not an object per finding) and IV traces as bytes; the parent appends the segments to
+a FindingStore on disk (one process: the auditor's findings are drained into it every few
+thousand rows), finds nonce reuse across all values, and returns a `Report` whose findings
+stay on disk when there are many (memory stays flat whatever their number).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ..db import describe, is_postgres, read_only, translate_errors
 from ..errors import DatabaseError
 from .checks import email_case_duplicates
 from .codes import ALL_CODES
-from .finding import Finding
+from ._spill import FindingStore, pack, record
 from .nonces import IVLog, nonce_reuse_findings
 from .plan import Auditor
 from .report import Report, generated_at
@@ -66,27 +69,23 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
         return _email_duplicates(database, filters, mark)
 
     query = installation_query(filters, tuple(registry.apps), mark=mark)
+    wanted = filters.codes
+    # Sorted as Finding.sort_key orders them, on disk (a report of a few findings becomes a list).
+    store = FindingStore(ordered=True, codes=wanted)
     if postgres:
         # The users' check runs in this process while the workers stream installations.
-        rows, raw, ivs, used_jobs, users = _audit_postgres(database, auditor, query, jobs, progress, users_check)
+        rows, ivs, used_jobs, users = _audit_postgres(database, auditor, query, jobs, progress, users_check, store)
     else:
         users = users_check()
-        _audit_sqlite(database, auditor, query, progress)
-        rows, raw, ivs, used_jobs = auditor.rows, auditor.findings, auditor.ivs, 1
+        _audit_sqlite(database, auditor, query, progress, store)
+        rows, ivs, used_jobs = auditor.rows, auditor.ivs, 1
 
-    findings = [Finding.of("user.email-case-duplicate", None, user_id, None, None, message)
-                for user_id, message in users]
-    findings += [
-        Finding.of(code, int(installation_id), int(user_id), app_id, field, message)
-        for code, installation_id, user_id, app_id, field, message in raw
-    ]
+    store.add_raw(("user.email-case-duplicate", None, user_id, None, None, message) for user_id, message in users)
     if trace is not None:
         trace.update(ivs=ivs, slots=auditor.slots)
-    if "secret.nonce-reuse" in filters.codes:
-        findings += [Finding.of(*found) for found in nonce_reuse_findings(ivs, auditor.slots)]
-    wanted = filters.codes
-    findings = sorted((f for f in findings if f.code in wanted), key=lambda f: f.sort_key)
-    return Report(findings, {
+    if "secret.nonce-reuse" in wanted:
+        store.add_raw(nonce_reuse_findings(ivs, auditor.slots))
+    return Report._sorted(store, {
         "database": describe(database),
         "installations": rows,
         "secrets_decrypted": len(ivs),
@@ -130,7 +129,15 @@ def _ids(value) -> list[int]:
 
 # ---- SQLite -----------------------------------------------------------------------------
 
-def _audit_sqlite(database, auditor: Auditor, query, progress) -> None:
+def _drain(auditor: Auditor, store: FindingStore) -> None:
+    """Move the auditor's findings so far into the store (the list is the one the auditor's
+    loop appends to: emptied in place)."""
+    if auditor.findings:
+        store.add_raw(auditor.findings)
+        del auditor.findings[:]
+
+
+def _audit_sqlite(database, auditor: Auditor, query, progress, store) -> None:
     with translate_errors(database), read_only(database):
         total = database.execute_sql(count_query(query).sql, query.params).fetchone()[0]
         _report(progress, 0, total)
@@ -142,29 +149,30 @@ def _audit_sqlite(database, auditor: Auditor, query, progress) -> None:
                 break
             for row in batch:
                 audit(*row)
+            _drain(auditor, store)
             _report(progress, auditor.rows, total)
 
 
 # ---- PostgreSQL -------------------------------------------------------------------------
 
-def _audit_postgres(database, auditor: Auditor, query, jobs, progress, meanwhile):
+def _audit_postgres(database, auditor: Auditor, query, jobs, progress, meanwhile, store):
     with translate_errors(database), read_only(database):
         low, high = database.execute_sql(range_query(query).sql, query.params).fetchone()
         # The planner's estimate is total enough for a progress bar, and free.
         total = None if low is None else min(_estimate_rows(database, query), high - low + 1)
     _report(progress, 0, total)
     if low is None:
-        return 0, [], IVLog(), 1, meanwhile()
+        return 0, IVLog(), 1, meanwhile()
     jobs = DEFAULT_JOBS if jobs is None else max(1, int(jobs))
     url = getattr(database, "url", None)
     if jobs == 1 or total < PARALLEL_THRESHOLD or url is None or _start_method() is None:
         side = meanwhile()
-        _copy_with_peewee(database, auditor, query, progress, total)
-        return auditor.rows, auditor.findings, auditor.ivs, 1, side
+        _copy_with_peewee(database, auditor, query, progress, total, store)
+        return auditor.rows, auditor.ivs, 1, side
     chunks = _id_ranges(low, high + 1, max(jobs * CHUNKS_PER_JOB, -(-total // ROWS_PER_CHUNK)))
     queries = [query.with_id_range(a, b) for a, b in chunks]
-    rows, findings, ivs, side = _run_workers(url.dsn(), auditor, queries, jobs, progress, total, meanwhile)
-    return rows, findings, ivs, jobs, side
+    rows, ivs, side = _run_workers(url.dsn(), auditor, queries, jobs, progress, total, meanwhile, store)
+    return rows, ivs, jobs, side
 
 
 def _estimate_rows(database, query) -> int:
@@ -203,23 +211,28 @@ def copy_sql(cursor, query) -> bytes:
     return b"COPY (" + cursor.mogrify(query.sql, query.params) + b") TO STDOUT"
 
 
-def _copy_with_peewee(database, auditor, query, progress, total) -> None:
+def _copy_with_peewee(database, auditor, query, progress, total, store) -> None:
     """One process, the caller's own connection (Peewee's, per thread)."""
-    auditor.on_tick = lambda rows: _report(progress, rows, total)
+    def tick(rows):
+        _drain(auditor, store)
+        _report(progress, rows, total)
+
+    auditor.on_tick = tick
     with translate_errors(database), read_only(database):
         cursor = database.cursor()
         cursor.copy_expert(copy_sql(cursor, query), auditor)  # the auditor is the COPY sink
+    _drain(auditor, store)
     _report(progress, auditor.rows, auditor.rows)
 
 
-def _run_workers(dsn, auditor, queries, jobs, progress, total, meanwhile):
+def _run_workers(dsn, auditor, queries, jobs, progress, total, meanwhile, store):
     """Stream `queries` through `jobs` worker processes; run `meanwhile()` here meanwhile."""
     context = multiprocessing.get_context(_start_method())
     counter = context.Value("q", 0)
-    findings, ivs, rows = [], IVLog(), 0
+    ivs, rows = IVLog(), 0
     # initargs: inherited as they are under fork, pickled once per worker otherwise.
     with context.Pool(jobs, initializer=_init_worker, initargs=(auditor, dsn, counter)) as pool:
-        results = pool.imap_unordered(_worker_chunk, queries)
+        results = pool.imap_unordered(_worker_chunk, enumerate(queries))
         side = meanwhile()
         while True:
             try:
@@ -231,13 +244,13 @@ def _run_workers(dsn, auditor, queries, jobs, progress, total, meanwhile):
                 break
             if result[0] == "error":
                 raise DatabaseError(result[1], hint="while streaming installations with COPY")
-            _, chunk_findings, chunk_ivs, chunk_rows = result
-            findings += chunk_findings
+            _, chunk_segments, chunk_ivs, chunk_rows = result
+            store.add_packed(chunk_segments)
             ivs.extend(chunk_ivs)
             rows += chunk_rows
             _report(progress, counter.value, total)
     _report(progress, rows, rows)
-    return rows, findings, ivs, side
+    return rows, ivs, side
 
 
 # ---- inside a worker process ---------------------------------------------------------------
@@ -261,8 +274,9 @@ def _init_worker(auditor, dsn, counter) -> None:
     _WORKER.update(auditor=auditor, dsn=dsn, counter=counter, connection=None)
 
 
-def _worker_chunk(query):
+def _worker_chunk(item):
     """COPY one id range through this worker's auditor, over this worker's own connection."""
+    number, query = item
     import psycopg2
 
     auditor, counter = _WORKER["auditor"], _WORKER["counter"]
@@ -300,7 +314,13 @@ def _worker_chunk(query):
     except psycopg2.Error as exc:
         return ("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
     tick(auditor.rows)
-    return ("ok", auditor.findings, auditor.ivs.state(), auditor.rows)
+    # Sorted and packed here, in parallel: the parent only appends the blobs. Arrival numbers
+    # keep a chunk's own order for equal sort keys (chunks cover disjoint ids: no others tie).
+    base = (number + 1) << 32
+    records = [record(code, int(i), int(u), app, field, message, base + n)
+               for n, (code, i, u, app, field, message) in enumerate(auditor.findings)]
+    del auditor.findings[:]
+    return ("ok", pack(records, True), auditor.ivs.state(), auditor.rows)
 
 
 class _Sink:

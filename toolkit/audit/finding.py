@@ -41,10 +41,21 @@ class Finding:
 
     @property
     def sort_key(self) -> tuple:
-        return (
-            -SEVERITY_RANK.get(self.severity, 0),
-            _CODE_ORDER.get(self.code, len(_CODE_ORDER)),
-            self.installation_id or 0,
-            self.user_id or 0,
-            self.field or "",
-        )
+        return sort_key(self.code, self.severity, self.installation_id, self.user_id, self.field)
+
+
+def sort_key(code, severity, installation_id, user_id, field) -> tuple:
+    """THE order of a report: most severe first, then the codes table's order, installation,
+    user, field. `Finding.sort_key` and the spill store's merge (report order on disk) share it."""
+    return (
+        -SEVERITY_RANK.get(severity, 0),
+        _CODE_ORDER.get(code, len(_CODE_ORDER)),
+        installation_id or 0,
+        user_id or 0,
+        field or "",
+    )
+
+
+def code_order(code) -> int:
+    """A code's place in the codes table (unknown codes after every known one)."""
+    return _CODE_ORDER.get(code, len(_CODE_ORDER))

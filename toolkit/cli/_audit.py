@@ -99,17 +99,18 @@ def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, s
             store.close()
     if earlier is not None:
         report = report.compare(earlier, source=baseline)
-    text = report.render(fmt)
+    # Streamed: a report of a million findings is never one string in memory.
     if output:
         try:
-            with open(output, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+            report.write(fmt, output)
         except OSError as exc:
             raise UsageError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
         click.echo(_one_line(report, output), err=True)
     else:
-        write_stdout(text)
-    exit_with(report.exit_code(fail_on))
+        report.stream(fmt, write_stdout)  # bytes as rendered: never click.echo (it strips escapes)
+    code = report.exit_code(fail_on)
+    report.close()
+    exit_with(code)
 
 
 def _users(values) -> tuple:
@@ -166,7 +167,7 @@ def _one_line(report, output) -> str:
     counts = report.by_severity()
     shown = ", ".join(f"{n} {s}" for s, n in counts.items())
     new = f"; {len(report.baseline.new)} new, {len(report.baseline.fixed)} fixed" if report.baseline else ""
-    return f"{len(report.findings)} findings ({shown}{new}) written to {output}"
+    return f"{len(report)} findings ({shown}{new}) written to {output}"
 
 
 class _progress_bar:

@@ -4,9 +4,16 @@ Wraps the audit's `Report` (toolkit.audit) and adds what an analyst does next: d
 with `.where(app=..., code=...)`, tables per code and per app, a DataFrame, a plot. Every
 rendering is deterministic (no timings, no paths) so notebooks can be compared by nbval.
 Findings never hold a secret's value (DESIGN.md §4.4), and every cell is HTML-escaped.
+
+Lazy all the way: a big report's findings stay on disk (toolkit.audit's spill store), `.where()`
+streams them into a new one, counts come from the report's aggregates, and the inline
+renderings read only the first SHOWN_FINDINGS findings. `.table()`, `.to_pandas()` and
+`.to_dict()` build everything they are asked for.
 """
 
 from __future__ import annotations
+
+import itertools
 
 from ..audit import CODES, SEVERITIES, Report, select_codes
 from . import _html
@@ -20,20 +27,26 @@ SHOWN_FINDINGS = 20
 
 class AuditResult:
     def __init__(self, findings, summary: dict | None = None, *, title: str = "Audit"):
-        self.findings = tuple(findings)
         summary = dict(summary or {})
         self.title = title
         # What was audited (from the engine's summary); timings and paths are left out on purpose.
         self.installations_read = summary.get("installations")
         self.checked_codes = tuple(summary.get("codes") or CODES)
-        self._report = Report(self.findings, {"codes": list(self.checked_codes)})
+        # A report's `findings` are shared, not copied (a spilled report's stay on disk).
+        self._report = Report(findings, {"codes": list(self.checked_codes)})
 
     # --- a sequence of findings --------------------------------------------------------
+    @property
+    def findings(self):
+        """The findings: a tuple, or for a big audit a lazy sequence read from disk."""
+        findings = self._report.findings
+        return tuple(findings) if isinstance(findings, list) else findings
+
     def __len__(self) -> int:
-        return len(self.findings)
+        return len(self._report)
 
     def __iter__(self):
-        return iter(self.findings)
+        return iter(self._report)
 
     def __getitem__(self, index):
         return self.findings[index]
@@ -43,12 +56,12 @@ class AuditResult:
               field=None) -> "AuditResult":
         """The findings matching every criterion. `code` takes an id, a prefix ("secret") or a glob."""
         codes = select_codes([code] if isinstance(code, str) else code) if code is not None else None
-        kept = [
-            f for f in self.findings
+        kept = (
+            f for f in self
             if _wanted(f.app_id, app) and (codes is None or f.code in codes)
             and _wanted(f.severity, severity) and _wanted(f.installation_id, installation_id)
             and _wanted(f.user_id, user_id) and _wanted(f.field, field)
-        ]
+        )
         criteria = (("app", app), ("code", code), ("severity", severity),
                     ("installation_id", installation_id), ("user_id", user_id), ("field", field))
         described = ", ".join(f"{k}={v!r}" for k, v in criteria if v is not None)
@@ -75,14 +88,29 @@ class AuditResult:
 
     @property
     def installation_ids(self) -> list[int]:
-        return sorted({f.installation_id for f in self.findings if f.installation_id is not None})
+        return sorted({f.installation_id for f in self if f.installation_id is not None})
+
+    def _installation_count(self) -> int:
+        """len(installation_ids), in 8 bytes per finding (numpy) rather than a set of ints."""
+        ids = (f.installation_id for f in self if f.installation_id is not None)
+        try:
+            import numpy
+        except ImportError:
+            return len(set(ids))
+        values, filled = numpy.empty(len(self), dtype=numpy.int64), 0  # no regrowing buffer
+        while chunk := list(itertools.islice(ids, 4096)):
+            values[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+        values = values[:filled]
+        values.sort(kind="heapsort")  # in place, no scratch buffer (unlike numpy.unique)
+        return int(values.size and 1 + numpy.count_nonzero(values[1:] != values[:-1]))
 
     @property
     def headline(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in self.by_severity.items())
-        where = f" in {plural(len(self.installation_ids), 'installation')}"
+        where = f" in {plural(self._installation_count(), 'installation')}"
         read = f" (of {self.installations_read} read)" if self.installations_read is not None else ""
-        return f"{self.title}: {plural(len(self.findings), 'finding')} ({counts}){where}{read}"
+        return f"{self.title}: {plural(len(self), 'finding')} ({counts}){where}{read}"
 
     def codes(self, *, all_codes: bool = False) -> Table:
         """Count per code with severity and hint; only codes found unless `all_codes`."""
@@ -97,9 +125,18 @@ class AuditResult:
 
     def table(self) -> Table:
         """The findings, one row each (hints are per code: see `.codes()`)."""
-        rows = [tuple(getattr(f, c) for c in FINDING_COLUMNS) for f in self.findings]
-        return Table("Findings", FINDING_COLUMNS, rows, numeric={"installation_id", "user_id"},
-                     display_rows=SHOWN_FINDINGS)
+        return self._table(self)
+
+    def _table(self, findings, total=None) -> Table:
+        rows = [tuple(getattr(f, c) for c in FINDING_COLUMNS) for f in findings]
+        kind = Table if total is None else _Preview
+        extra = {} if total is None else {"total": total}
+        return kind("Findings", FINDING_COLUMNS, rows, numeric={"installation_id", "user_id"},
+                    display_rows=SHOWN_FINDINGS, **extra)
+
+    def _preview(self) -> Table:
+        """What the inline renderings show of `.table()`: its first rows, read lazily."""
+        return self._table(itertools.islice(self, SHOWN_FINDINGS), total=len(self))
 
     # --- conversions -------------------------------------------------------------------
     def to_pandas(self):
@@ -108,9 +145,9 @@ class AuditResult:
         return self._report.to_pandas()
 
     def to_dict(self) -> dict:
-        return {"summary": {"findings": len(self.findings), "by_severity": self.by_severity,
+        return {"summary": {"findings": len(self), "by_severity": self.by_severity,
                             "by_code": self.by_code, "by_app": self.by_app},
-                "findings": [f.to_dict() for f in self.findings]}
+                "findings": [f.to_dict() for f in self]}
 
     def plot(self):
         """Findings per app, stacked by code (matplotlib Figure)."""
@@ -126,7 +163,7 @@ class AuditResult:
             parts += ["", text_table(("code", "severity", "count"), [r[:3] for r in codes.rows], numeric={"count"})]
             apps = self.apps()
             parts += ["", text_table(apps.columns, apps.rows, numeric=apps.numeric)]
-            parts += ["", repr(self.table())]
+            parts += ["", repr(self._preview())]
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
@@ -137,7 +174,7 @@ class AuditResult:
             parts.append(_html.table(codes.columns, code_rows, numeric=codes.numeric))
             apps = self.apps()
             parts.append(_html.table(apps.columns, apps.rows, numeric=apps.numeric))
-            findings = self.table()
+            findings = self._preview()
             shown, more = findings._shown()
             finding_rows = [(_html.severity_badge(r[0]), *r[1:]) for r in shown]
             parts.append(_html.heading(f"Findings ({len(findings)})"))
@@ -154,3 +191,13 @@ def _wanted(value, criterion) -> bool:
         return value in criterion
     return value == criterion
 
+
+class _Preview(Table):
+    """The first rows of a long table, standing for `total` rows (len and the "more" note)."""
+
+    def __init__(self, *args, total: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._total = total
+
+    def __len__(self) -> int:
+        return self._total

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from .. import browse, db
 from ..context import Context
-from ..errors import UsageError
 from ..settings import Settings, load_settings
 from . import _html
 from ._table import Table

@@ -52,13 +52,13 @@ class Table:
     # --- renderings --------------------------------------------------------------------
     def _shown(self):
         shown = self.rows[: self.display_rows]
-        rest = len(self.rows) - len(shown)
+        rest = len(self) - len(shown)  # len(): a preview knows how many rows it stands for
         more = f"… {rest} more rows (len(), iterate, or .to_pandas() for all)" if rest > 0 else None
         return shown, more
 
     def __repr__(self) -> str:
         shown, more = self._shown()
-        parts = [f"{escape_text(self.title)} ({plural(len(self.rows), 'row')})"]  # titles quote emails
+        parts = [f"{escape_text(self.title)} ({plural(len(self), 'row')})"]  # titles quote emails
         if self.rows:
             parts.append(text_table(self.columns, shown, numeric=self.numeric))
         parts += [more] if more else []
@@ -67,7 +67,7 @@ class Table:
 
     def _repr_html_(self) -> str:
         shown, more = self._shown()
-        parts = [_html.heading(f"{self.title} ({plural(len(self.rows), 'row')})")]
+        parts = [_html.heading(f"{self.title} ({plural(len(self), 'row')})")]
         if self.rows:
             parts.append(_html.table(self.columns, shown, numeric=self.numeric))
         parts += [_html.note(more)] if more else []
