@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import toolkit.audit as audit
 from audit_planted import CURRENT_KEY, OTHER_KEY, PREVIOUS_KEY, REGISTRY_PATH, keyring, seal
 from toolkit.audit import checks
-from toolkit.audit.codes import ALL_CODES, CODES, at_or_above, select_codes
+from toolkit.codes import ALL_CODES, CODES, at_or_above, select_codes
 from toolkit.audit.nonces import IVLog, nonce_reuse_findings
 from toolkit.audit.plan import FREE, Auditor, _unescape_copy
 from toolkit.errors import UsageError

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from toolkit.audit import FIELDS, Finding, Report
-from toolkit.audit.codes import ALL_CODES
+from toolkit.codes import ALL_CODES
 from toolkit.errors import ExitCode, UsageError
 
 NASTY_APP = '<script>alert("x")</script>'

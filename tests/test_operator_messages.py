@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import pytest
 
-from toolkit.audit.codes import CODES
+from toolkit.codes import CODES
 from toolkit.cli import cli
 from toolkit.crypto import Keyring
 from toolkit.settings import Settings

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 import peewee
 from peewee import EXCLUDED, Cast, Value, fn
 
+from .codes import APP_UNKNOWN
 from .db import APP_STATUSES, AppInstallation, is_postgres, read_only, translate_errors
 from .db.json_values import decode_config
 from .errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
@@ -52,7 +53,7 @@ from .registry import (
     schema_problems,
 )
 
-APP_UNKNOWN = "app.unknown"
+APP_UNKNOWN = APP_UNKNOWN
 UNIQUE_INDEX = "app_installations_user_app_idx"
 
 

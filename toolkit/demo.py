@@ -18,6 +18,12 @@ from pathlib import Path
 
 import platformdirs
 
+from .codes import (
+    APP_UNKNOWN, CONFIG_NON_STRING, CONFIG_NOT_OBJECT, FIELD_INVALID, FIELD_MISSING,
+    FIELD_UNEXPECTED_CIPHERTEXT, FIELD_UNKNOWN, INSTALLATION_TIMESTAMPS, SECRET_MALFORMED,
+    SECRET_NONCE_REUSE, SECRET_PLAINTEXT, SECRET_STALE_KEY, SECRET_UNDECRYPTABLE,
+    STATUS_NOT_CONFIGURED, USER_EMAIL_CASE_DUPLICATE,
+)
 from .errors import ConfigError
 
 DEMO_REGISTRY_PATH = Path(__file__).with_name("demo_registry.json")
@@ -243,35 +249,35 @@ class DemoData:
         def secret():
             return "sk_live_" + self.hex(12)
 
-        plant("stripe", "secret.plaintext", "apiKey", set_field("apiKey", secret()))
-        plant("stripe", "secret.malformed", "apiKey",
+        plant("stripe", SECRET_PLAINTEXT, "apiKey", set_field("apiKey", secret()))
+        plant("stripe", SECRET_MALFORMED, "apiKey",
               set_field("apiKey", self.hex(10) + ":" + self.hex(16) + ":" + self.hex(8)))  # 10-byte IV
-        plant("stripe", "secret.malformed", "apiKey",
+        plant("stripe", SECRET_MALFORMED, "apiKey",
               set_field("apiKey", "zz" + self.hex(15) + ":" + self.hex(16) + ":" + self.hex(8)))  # bad hex
-        plant("stripe", "secret.undecryptable", "apiKey", set_field("apiKey", self.seal(secret(), "lost")))
+        plant("stripe", SECRET_UNDECRYPTABLE, "apiKey", set_field("apiKey", self.seal(secret(), "lost")))
         for _ in range(3):
-            plant("stripe", "secret.stale-key", "apiKey", set_field("apiKey", self.seal(secret(), "previous")))
+            plant("stripe", SECRET_STALE_KEY, "apiKey", set_field("apiKey", self.seal(secret(), "previous")))
         shared_iv = self.rng.randbytes(16)
         for _ in range(2):
-            plant("stripe", "secret.nonce-reuse", "apiKey", set_field("apiKey", self.seal(secret(), iv=shared_iv)))
-        plant("stripe", "field.unexpected-ciphertext", "webhookUrl",
+            plant("stripe", SECRET_NONCE_REUSE, "apiKey", set_field("apiKey", self.seal(secret(), iv=shared_iv)))
+        plant("stripe", FIELD_UNEXPECTED_CIPHERTEXT, "webhookUrl",
               set_field("webhookUrl", self.seal("https://hooks.example.com/stripe")))
-        plant("stripe", "field.invalid", "webhookUrl", set_field("webhookUrl", "http://hooks.example.com/insecure"))
-        plant("stripe", "field.invalid", "region", set_field("region", "apac"))
-        plant("stripe", "field.unknown", "debug", set_field("debug", "true"))
-        plant("stripe", "field.missing", "region", lambda row: row["config"].pop("region"))
-        plant("stripe", "config.non-string", "webhookUrl", set_field("webhookUrl", 443))
-        plant("stripe", "config.not-object", None, lambda row: row.__setitem__("config", ["apiKey", "region"]))
-        plant("stripe", "installation.timestamps", None,
+        plant("stripe", FIELD_INVALID, "webhookUrl", set_field("webhookUrl", "http://hooks.example.com/insecure"))
+        plant("stripe", FIELD_INVALID, "region", set_field("region", "apac"))
+        plant("stripe", FIELD_UNKNOWN, "debug", set_field("debug", "true"))
+        plant("stripe", FIELD_MISSING, "region", lambda row: row["config"].pop("region"))
+        plant("stripe", CONFIG_NON_STRING, "webhookUrl", set_field("webhookUrl", 443))
+        plant("stripe", CONFIG_NOT_OBJECT, None, lambda row: row.__setitem__("config", ["apiKey", "region"]))
+        plant("stripe", INSTALLATION_TIMESTAMPS, None,
               lambda row: row.__setitem__("updated_at", row["installed_at"] - dt.timedelta(days=2)))
-        plant("slack", "app.unknown", None,
+        plant("slack", APP_UNKNOWN, None,
               lambda row: row.update(app_id="legacy-crm", config={"token": "t-" + self.hex(6)}))
-        plant("sendgrid", "field.invalid", "fromEmail", set_field("fromEmail", "billing at example.com"))
-        plant("sendgrid", "field.invalid", "dailyLimit", set_field("dailyLimit", "lots"))
-        plant("slack", "field.invalid", "channel", set_field("channel", "[bold red]alerts[/]"))  # markup in data
-        plant("hubspot", "status.not-configured", None, lambda row: row.__setitem__("status", "installed"))
+        plant("sendgrid", FIELD_INVALID, "fromEmail", set_field("fromEmail", "billing at example.com"))
+        plant("sendgrid", FIELD_INVALID, "dailyLimit", set_field("dailyLimit", "lots"))
+        plant("slack", FIELD_INVALID, "channel", set_field("channel", "[bold red]alerts[/]"))  # markup in data
+        plant("hubspot", STATUS_NOT_CONFIGURED, None, lambda row: row.__setitem__("status", "installed"))
         # Two users whose emails differ only by case.
         users[41]["email"] = "Morgan.Lee@Example.com"
         users[42]["email"] = "morgan.lee@example.com"
         for user in users[41:43]:
-            self.planted.append(Planted("user.email-case-duplicate", None, user["id"], None))
+            self.planted.append(Planted(USER_EMAIL_CASE_DUPLICATE, None, user["id"], None))

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from .codes import FIELD_UNKNOWN, SECRET_PLAINTEXT, STATUS_NOT_CONFIGURED
 from . import _rewrite
 from .db import installations
 from .errors import AlreadyEncrypted, UsageError
 
-SECRET_PLAINTEXT = "secret.plaintext"
-STATUS_NOT_CONFIGURED = "status.not-configured"
-FIELD_UNKNOWN = "field.unknown"
+SECRET_PLAINTEXT = SECRET_PLAINTEXT
+STATUS_NOT_CONFIGURED = STATUS_NOT_CONFIGURED
+FIELD_UNKNOWN = FIELD_UNKNOWN
 FIXABLE = (SECRET_PLAINTEXT, STATUS_NOT_CONFIGURED, FIELD_UNKNOWN)
 WHAT = {
     SECRET_PLAINTEXT: "encrypt the plaintext password value with the current key",
@@ -50,7 +51,7 @@ def check_fixes(fixes) -> tuple[str, ...]:
     fixes = tuple(dict.fromkeys(f.strip() for f in fixes if f and f.strip()))
     if not fixes:
         raise UsageError("name at least one fix: --fix CODE", hint=f"fixable codes: {', '.join(FIXABLE)}")
-    from .audit.codes import CODES
+    from .codes import CODES
 
     for code in fixes:
         if code not in FIXABLE:

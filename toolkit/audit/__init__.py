@@ -14,7 +14,7 @@
     >>> report.exit_code("warning"), report.render("json")
 """
 
-from .codes import ALL_CODES, CODES, FAIL_LEVELS, SEVERITIES, Code, select_codes
+from ..codes import ALL_CODES, CODES, FAIL_LEVELS, SEVERITIES, Code, select_codes
 from .engine import DEFAULT_JOBS, run_audit
 from .finding import FIELDS, Finding
 from .report import FORMATS, Baseline, Report

@@ -3,7 +3,7 @@ an operator can attach to an email. Every value is escaped; nothing in it is a s
 
 from __future__ import annotations
 
-from .codes import CODES, SEVERITIES
+from ..codes import CODES, SEVERITIES
 from .report import escape
 
 _CSS = """

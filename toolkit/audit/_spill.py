@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import weakref
 
-from .codes import CODES
+from ..codes import CODES
 from .finding import Finding, code_order, sort_key
 
 DEFAULT = ...  # in a record: "the code's own severity / hint"

@@ -5,7 +5,7 @@ or an email; every database-supplied name goes through `clean`, which escapes it
 
 from __future__ import annotations
 
-from .codes import CODES, SEVERITIES
+from ..codes import CODES, SEVERITIES
 from .report import clean
 
 _PLURAL = {"error": "errors", "warning": "warnings", "info": "info"}

@@ -25,6 +25,11 @@ Decisions this module owns (DESIGN.md §4.4 leaves them to us):
 
 from __future__ import annotations
 
+from ..codes import (
+    APP_UNKNOWN, CONFIG_NON_STRING, CONFIG_NOT_OBJECT, FIELD_INVALID, FIELD_MISSING,
+    FIELD_UNEXPECTED_CIPHERTEXT, FIELD_UNKNOWN, INSTALLATION_TIMESTAMPS, SECRET_MALFORMED,
+    SECRET_PLAINTEXT, SECRET_STALE_KEY, SECRET_UNDECRYPTABLE, STATUS_NOT_CONFIGURED,
+)
 from ..crypto import split_strict
 from ..db.json_values import NOT_JSON, Unreadable, decode_config
 
@@ -133,18 +138,18 @@ def secret_problems(status, key_count: int) -> list[tuple[str, str]]:
     kind = status.kind
     if kind == CURRENT:
         problem = plaintext_problem(status.plaintext)
-        return [("secret.undecryptable", problem)] if problem else []
+        return [(SECRET_UNDECRYPTABLE, problem)] if problem else []
     if kind == PREVIOUS:
-        found = [("secret.stale-key", stale_key_problem(status))]
+        found = [(SECRET_STALE_KEY, stale_key_problem(status))]
         problem = plaintext_problem(status.plaintext)
-        return found + ([("secret.undecryptable", problem)] if problem else [])
+        return found + ([(SECRET_UNDECRYPTABLE, problem)] if problem else [])
     if kind == PLAINTEXT:
-        return [("secret.plaintext", "stored in plaintext, not as iv:authTag:ciphertext")]
+        return [(SECRET_PLAINTEXT, "stored in plaintext, not as iv:authTag:ciphertext")]
     if kind == MALFORMED:
-        return [("secret.malformed", f"malformed ciphertext: {status.reason or 'unknown reason'}")]
+        return [(SECRET_MALFORMED, f"malformed ciphertext: {status.reason or 'unknown reason'}")]
     if kind == UNDECRYPTABLE:
         keys = f"{key_count} key{'s' if key_count != 1 else ''}"
-        return [("secret.undecryptable",
+        return [(SECRET_UNDECRYPTABLE,
                  f"no key of the keyring ({keys}) authenticates it: written with another key, or tampered")]
     raise ValueError(f"unknown value status {kind!r}")
 
@@ -227,23 +232,23 @@ def installation_problems(app, app_id: str, status: str, config, keyring, check_
     """
     found = []
     if timestamps:
-        found.append(("installation.timestamps", None, timestamps_problem(timestamps)))
+        found.append((INSTALLATION_TIMESTAMPS, None, timestamps_problem(timestamps)))
     if app is None:
-        found.append(("app.unknown", None, f"app '{safe_name(app_id)}' is not in the registry"))
+        found.append((APP_UNKNOWN, None, f"app '{safe_name(app_id)}' is not in the registry"))
         if isinstance(config, dict):
             found += _stale_values(config, keyring)
         return found
     if not isinstance(config, dict):
-        return found + [("config.not-object", None, config_not_object(config))]
+        return found + [(CONFIG_NOT_OBJECT, None, config_not_object(config))]
     fields = {field.key: field for field in app.fields}
     bad = set()  # fields with a finding (status.not-configured needs them)
     blank = set()  # password fields whose value decrypts to "": set, but not set
     for key, value in config.items():
         if key in fields:
             continue
-        found.append(("field.unknown", safe_name(key), f"not a field of app '{app_id}'"))
+        found.append((FIELD_UNKNOWN, safe_name(key), f"not a field of app '{app_id}'"))
         if not isinstance(value, str):
-            found.append(("config.non-string", safe_name(key), config_non_string(value)))
+            found.append((CONFIG_NON_STRING, safe_name(key), config_non_string(value)))
         else:
             found += _stale_values({key: value}, keyring)
         bad.add(key)
@@ -253,7 +258,7 @@ def installation_problems(app, app_id: str, status: str, config, keyring, check_
             continue
         value = config[key]
         if not isinstance(value, str):
-            found.append(("config.non-string", key, config_non_string(value)))
+            found.append((CONFIG_NON_STRING, key, config_non_string(value)))
             bad.add(key)
             continue
         if is_blank(value):
@@ -266,14 +271,14 @@ def installation_problems(app, app_id: str, status: str, config, keyring, check_
                     blank.add(key)
                 elif field.pattern is not None:
                     message = decrypted_value_problem(check_value, field, status_of_value.plaintext)
-                    problems += [("field.invalid", message)] if message else []
+                    problems += [(FIELD_INVALID, message)] if message else []
         elif status_of_value.decrypts:  # a ciphertext where the registry expects plain text
-            problems = [("field.unexpected-ciphertext", unexpected_ciphertext(status_of_value))]
+            problems = [(FIELD_UNEXPECTED_CIPHERTEXT, unexpected_ciphertext(status_of_value))]
             stale = stale_key_problem(status_of_value)
-            problems += [("secret.stale-key", stale)] if stale else []
+            problems += [(SECRET_STALE_KEY, stale)] if stale else []
         else:
             message = check_value(field, value)
-            problems = [("field.invalid", message)] if message else []
+            problems = [(FIELD_INVALID, message)] if message else []
         for code, message in problems:
             found.append((code, key, message))
             bad.add(key)
@@ -281,11 +286,11 @@ def installation_problems(app, app_id: str, status: str, config, keyring, check_
         for key in app.required_keys:
             value = config.get(key)
             if value is None or value == "" or key in blank:
-                found.append(("field.missing", key, missing_message(value)))
+                found.append((FIELD_MISSING, key, missing_message(value)))
     else:
         message = not_configured(status, app.required_keys, config, bad | blank)
         if message is not None:
-            found.append(("status.not-configured", None, message))
+            found.append((STATUS_NOT_CONFIGURED, None, message))
     return found
 
 
@@ -296,5 +301,5 @@ def _stale_values(config: dict, keyring) -> list[tuple[str, str, str]]:
         if isinstance(value, str) and value:
             message = stale_key_problem(keyring.inspect(value))
             if message is not None and split_strict(value) is not None:
-                found.append(("secret.stale-key", safe_name(key), message))
+                found.append((SECRET_STALE_KEY, safe_name(key), message))
     return found

@@ -27,10 +27,10 @@ import multiprocessing
 import threading
 import time
 
+from ..codes import ALL_CODES, SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
 from ..db import describe, is_postgres, read_only, translate_errors
 from ..errors import DatabaseError
 from .checks import email_case_duplicates
-from .codes import ALL_CODES
 from ._spill import FindingStore, pack, record
 from .nonces import IVLog, nonce_reuse_findings
 from .plan import Auditor
@@ -80,10 +80,10 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
         _audit_sqlite(database, auditor, query, progress, store)
         rows, ivs, used_jobs = auditor.rows, auditor.ivs, 1
 
-    store.add_raw(("user.email-case-duplicate", None, user_id, None, None, message) for user_id, message in users)
+    store.add_raw((USER_EMAIL_CASE_DUPLICATE, None, user_id, None, None, message) for user_id, message in users)
     if trace is not None:
         trace.update(ivs=ivs, slots=auditor.slots)
-    if "secret.nonce-reuse" in wanted:
+    if SECRET_NONCE_REUSE in wanted:
         store.add_raw(nonce_reuse_findings(ivs, auditor.slots))
     return Report._sorted(store, {
         "database": describe(database),
@@ -103,7 +103,7 @@ def _email_duplicates(database, filters: Filters, mark: str) -> list[tuple[int, 
     """user.email-case-duplicate, grouped in SQL. Skipped when --app/--status/--since narrow the
     audit to some installations, unless the code was asked for explicitly. With --user, only
     the users asked for are reported (the message still names their doubles)."""
-    if "user.email-case-duplicate" not in filters.codes:
+    if USER_EMAIL_CASE_DUPLICATE not in filters.codes:
         return []
     explicit = set(filters.codes) != set(ALL_CODES)
     if filters.narrows_installations and not explicit:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .codes import CODES, SEVERITY_RANK
+from ..codes import CODES, SEVERITY_RANK
 
 FIELDS = ("code", "severity", "installation_id", "user_id", "app_id", "field", "message", "hint")
 _CODE_ORDER = {code: n for n, code in enumerate(CODES)}

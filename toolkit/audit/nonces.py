@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from array import array
 
+from ..codes import SECRET_NONCE_REUSE
+
 _SHORT_IV = 1 << 23  # meta flag: the IV was 12 bytes
 _SLOT_MASK = _SHORT_IV - 1
 _PAD = b"\0\0\0\0"
@@ -135,7 +137,7 @@ def nonce_reuse_findings(log: IVLog, slots) -> list[tuple]:
             shown = ", ".join(others[:MAX_SHOWN]) + (f" and {len(others) - MAX_SHOWN} more" if len(others) > MAX_SHOWN else "")
             count = len(places) - 1
             found.append((
-                "secret.nonce-reuse", installation_id, user_id, app_id, field,
+                SECRET_NONCE_REUSE, installation_id, user_id, app_id, field,
                 f"its IV is used by {count} other ciphertext{'s' if count != 1 else ''} under "
                 f"{key_name(key_index)} ({shown})",
             ))

@@ -20,22 +20,18 @@ from orjson import loads as _loads
 
 from cryptography.exceptions import InvalidTag
 
+from ..codes import (
+    ALL_CODES, APP_UNKNOWN, CONFIG_READING_CODES, DECRYPTING_CODES, PLAIN_SCANNING_CODES,
+    CONFIG_NON_STRING, CONFIG_NOT_OBJECT, FIELD_INVALID, FIELD_MISSING,
+    FIELD_UNEXPECTED_CIPHERTEXT, FIELD_UNKNOWN, INSTALLATION_TIMESTAMPS, SECRET_STALE_KEY,
+    STATUS_NOT_CONFIGURED,
+)
 from ..crypto import ValueStatus, split_strict
 from ..crypto._keyring import CURRENT
 from . import checks
-from .codes import ALL_CODES
 from .nonces import _PAD as _IV_PAD
 from .nonces import _SHORT_IV, IVLog
 
-_SECRET_CODES = frozenset({  # the codes that need password values decrypted
-    "secret.plaintext", "secret.malformed", "secret.undecryptable", "secret.stale-key",
-    "secret.nonce-reuse",
-    "status.not-configured",  # required secrets must be valid
-    "field.missing",  # a required secret that decrypts to "" is missing
-    "field.invalid",  # a password field's pattern applies to its decrypted value
-})
-_CIPHERTEXT_IN_PLAIN_FIELDS = frozenset({"field.unexpected-ciphertext", "secret.nonce-reuse"})
-_CONFIG_CODES = frozenset(ALL_CODES) - {"app.unknown", "installation.timestamps", "user.email-case-duplicate"}
 _STATUS = {b"installed": "installed", b"configured": "configured", "installed": "installed", "configured": "configured"}
 
 
@@ -78,10 +74,11 @@ class Auditor:
         self._decrypt_current = keyring.current_decrypt
         self._open_previous = keyring.open_previous
         self.key_count = len(keyring)
-        self.reads_config = bool(self.codes & _CONFIG_CODES)
-        self.decrypts = bool(self.codes & _SECRET_CODES)
-        self.scans_plain = bool(self.codes & _CIPHERTEXT_IN_PLAIN_FIELDS)
-        self.checks_status = "status.not-configured" in self.codes
+        # What the selected checks need, as the codes table says (toolkit.codes).
+        self.reads_config = bool(self.codes & CONFIG_READING_CODES)
+        self.decrypts = bool(self.codes & DECRYPTING_CODES)
+        self.scans_plain = bool(self.codes & PLAIN_SCANNING_CODES)
+        self.checks_status = STATUS_NOT_CONFIGURED in self.codes
         self.slots: list[tuple[str, str]] = []  # slot -> (app_id, field), for IV traces
         self.plans: dict = {}
         self._caches: dict = {}  # (type, pattern, options) -> check_value cache
@@ -197,12 +194,12 @@ class Auditor:
                 self.rows = rows
                 self.on_tick(rows)
             if timestamps:
-                findings_append(("installation.timestamps", installation_id, user_id, _str(app_id), None,
+                findings_append((INSTALLATION_TIMESTAMPS, installation_id, user_id, _str(app_id), None,
                                  checks.timestamps_problem(_str(timestamps))))
             plan = plans_get(app_id)
             if plan is None:
                 app_id = checks.safe_name(_str(app_id))
-                findings_append(("app.unknown", installation_id, user_id, app_id, None,
+                findings_append((APP_UNKNOWN, installation_id, user_id, app_id, None,
                                  f"app '{app_id}' is not in the registry"))
                 if inspect is not None:  # its secrets still count: an old key may be all that reads them
                     config = checks.load_config(raw_config)
@@ -219,7 +216,7 @@ class Auditor:
             if config.__class__ is not dict:
                 config = checks.load_config(raw_config)  # NULL / JSON null -> {}; else what it is
                 if config.__class__ is not dict:
-                    findings_append(("config.not-object", installation_id, user_id, plan.app_id, None,
+                    findings_append((CONFIG_NOT_OBJECT, installation_id, user_id, plan.app_id, None,
                                      checks.config_not_object(config)))
                     continue
             status = _STATUS.get(status, status)
@@ -282,7 +279,7 @@ class Auditor:
                 if patterned is not None and key_index is not None:
                     message = checks.decrypted_value_problem(check_value, patterned, found.plaintext)
                     if message is not None:
-                        findings_append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
+                        findings_append((FIELD_INVALID, installation_id, user_id, plan.app_id, key, message))
                         bad = _add(bad, key)
             for key, kind, slot, definition, cache in plan.plain:
                 value = get(key, _ABSENT)
@@ -310,7 +307,7 @@ class Auditor:
                             cache.clear()
                         cache[value] = message
                     if message is not None:
-                        findings_append(("field.invalid", installation_id, user_id, plan.app_id, key, message))
+                        findings_append((FIELD_INVALID, installation_id, user_id, plan.app_id, key, message))
                         bad = _add(bad, key)
                 elif scans_plain and strict(value) is not None:  # a FREE field
                     traced = self._ciphertext(plan, installation_id, user_id, key, slot, value, row)
@@ -323,13 +320,13 @@ class Auditor:
                     for key in plan.required_keys:
                         value = get(key)
                         if value is None or value == "" or (blank and key in blank):
-                            findings_append(("field.missing", installation_id, user_id, plan.app_id, key,
+                            findings_append((FIELD_MISSING, installation_id, user_id, plan.app_id, key,
                                              checks.missing_message(value)))
             elif checks_status and status == "installed":
                 message = checks.not_configured(status, plan.required_keys, config,
                                                 (bad or set()) | (blank or set()))
                 if message is not None:
-                    findings_append(("status.not-configured", installation_id, user_id, plan.app_id, None,
+                    findings_append((STATUS_NOT_CONFIGURED, installation_id, user_id, plan.app_id, None,
                                      message))
         self.rows = rows
 
@@ -349,7 +346,7 @@ class Auditor:
         if row is None:
             row = int(installation_id) << 32 | int(user_id)
         self._trace(found.iv, found.key_index, slot, row)
-        self.findings.append(("field.unexpected-ciphertext", installation_id, user_id, plan.app_id, key, message))
+        self.findings.append((FIELD_UNEXPECTED_CIPHERTEXT, installation_id, user_id, plan.app_id, key, message))
         self._stale(found, installation_id, user_id, plan.app_id, key)
         return row
 
@@ -360,10 +357,10 @@ class Auditor:
             if key in plan.known:
                 continue
             name = checks.safe_name(key)
-            self.findings.append(("field.unknown", installation_id, user_id, plan.app_id, name,
+            self.findings.append((FIELD_UNKNOWN, installation_id, user_id, plan.app_id, name,
                                   f"not a field of app '{plan.app_id}'"))
             if value.__class__ is not str:
-                self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, name,
+                self.findings.append((CONFIG_NON_STRING, installation_id, user_id, plan.app_id, name,
                                       checks.config_non_string(value)))
             elif self.decrypts:
                 self._stale_elsewhere(installation_id, user_id, plan.app_id, name, value)
@@ -380,10 +377,10 @@ class Auditor:
     def _stale(self, found, installation_id, user_id, app_id, key) -> None:
         message = checks.stale_key_problem(found)
         if message is not None:
-            self.findings.append(("secret.stale-key", installation_id, user_id, app_id, key, message))
+            self.findings.append((SECRET_STALE_KEY, installation_id, user_id, app_id, key, message))
 
     def _non_string(self, plan, installation_id, user_id, key, value, bad):
-        self.findings.append(("config.non-string", installation_id, user_id, plan.app_id, key,
+        self.findings.append((CONFIG_NON_STRING, installation_id, user_id, plan.app_id, key,
                               checks.config_non_string(value)))
         return _add(bad, key)
 

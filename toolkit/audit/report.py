@@ -40,7 +40,7 @@ from .. import json_files
 from ..errors import ExitCode, UsageError
 from ..safe_text import escape_text
 from . import _spill
-from .codes import CODES, FAIL_LEVELS, SEVERITIES, at_or_above
+from ..codes import CODES, FAIL_LEVELS, SEVERITIES, at_or_above
 from .finding import FIELDS, Finding, code_order
 
 FORMATS = ("text", "json", "csv", "html")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from ..codes import (
+    ALL_CODES, BOTH_STATUSES, CODES, CONFIG, INSTALLATION_CODES, TIMESTAMP_ROWS, TIMESTAMPS,
+    UNKNOWN_APP_ROWS,
+)
 from ..ids import is_id
-from .codes import ALL_CODES, CODES, CONFIG, TIMESTAMPS
 
-INSTALLATION_CODES = tuple(c for c in ALL_CODES if c != "user.email-case-duplicate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,27 +76,23 @@ def _in(column: str, values, mark: str) -> tuple[str, list]:
 
 
 def _code_condition(codes, known_apps, mark: str) -> tuple[str | None, list]:
-    """Rows that can hold one of `codes` at all — only when every code narrows.
-
-    app.unknown needs only unknown app ids, installation.timestamps only rows with
-    updated_at < installed_at, field.missing only configured rows, status.not-configured
-    only installed ones. Any other code needs every row."""
+    """Rows that can hold one of `codes` at all — only when every code narrows, as the codes
+    table says: `rows` (only unknown app ids, only updated_at < installed_at) or `statuses`
+    (field.missing: configured rows only). Any other code needs every row."""
     parts, params = [], []
     for code in codes:
-        if code == "user.email-case-duplicate":
-            continue
-        if code == "app.unknown":
+        entry = CODES[code]
+        if entry.rows == UNKNOWN_APP_ROWS:
             if not known_apps:
                 return None, []
             clause, values = _in("app_id", sorted(known_apps), mark)
             parts.append(f"app_id NOT {clause[len('app_id '):]}")
             params += values
-        elif code == "installation.timestamps":
+        elif entry.rows == TIMESTAMP_ROWS:
             parts.append("updated_at < installed_at")
-        elif code == "field.missing":
-            parts.append("status = 'configured'")
-        elif code == "status.not-configured":
-            parts.append("status = 'installed'")
+        elif entry.statuses != BOTH_STATUSES:
+            # The table's own enum labels, never input: written into the SQL as literals.
+            parts += [f"status = '{status}'" for status in sorted(entry.statuses)]
         else:
             return None, []
     if not parts:

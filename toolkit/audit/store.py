@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codes import SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
 from ..db import describe, is_postgres, read_only, translate_errors
 from ..errors import ToolkitError
 from .finding import Finding
@@ -58,9 +59,14 @@ WRAPAROUND = 2 ** 31
 KEEP_FINDINGS = 50
 # Past this share of changed rows a full audit costs less than reading them by id.
 MAX_CHANGED_SHARE = 0.5
-ROW_CODES_EXCLUDED = ("secret.nonce-reuse", "user.email-case-duplicate")  # recomputed every run
+ROW_CODES_EXCLUDED = (SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE)  # recomputed every run
 # The checks' source: a saved state is only reused by the code that made it.
-_CHECK_MODULES = ("checks", "codes", "plan", "nonces", "finding", "sql")
+# The modules whose code decides a row's findings: a saved state from other code is not reused.
+_CHECK_MODULES = (
+    "toolkit.codes", "toolkit.audit.checks", "toolkit.audit.plan", "toolkit.audit.nonces",
+    "toolkit.audit.finding", "toolkit.audit.sql", "toolkit.crypto._format", "toolkit.crypto._keyring",
+    "toolkit.db.json_values", "toolkit.registry._field_types",
+)
 # The IV digest: AES-128 under a fixed public key, XORed with the block (Matyas-Meyer-Oseas):
 # one-way and collision-resistant for 16-byte blocks, and ~30 ms for two million IVs in one
 # call, where a hashlib call per value costs ~0.8 s.
@@ -107,10 +113,7 @@ def checks_fingerprint() -> str:
 
     digest = hashlib.sha256()
     for name in _CHECK_MODULES:
-        digest.update(Path(importlib.import_module(f"{__package__}.{name}").__file__).read_bytes())
-    from ..registry import _field_types
-
-    digest.update(Path(_field_types.__file__).read_bytes())
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
     return digest.hexdigest()
 
 
@@ -441,7 +444,7 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
     if len(changed) > MAX_CHANGED_SHARE * max(len(ids_now), 1) and len(changed) > 1000:
         raise Fallback(f"{len(changed)} of {len(ids_now)} rows changed")
     trace: dict = {}
-    rows_only = frozenset(filters.codes) - {"user.email-case-duplicate"}
+    rows_only = frozenset(filters.codes) - {USER_EMAIL_CASE_DUPLICATE}
     part = run_audit(database, registry, keyring,
                      dataclasses.replace(filters, ids=tuple(changed.tolist()), codes=rows_only),
                      jobs=jobs, progress=progress, trace=trace)
@@ -455,7 +458,7 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
     findings += new_rows
     result = [Finding.of(*f) for f in findings]
     result += users.findings()
-    if "secret.nonce-reuse" in filters.codes:
+    if SECRET_NONCE_REUSE in filters.codes:
         result += [Finding.of(*found) for found in nonce_reuse_findings(log, trace["slots"])]
     result = sorted((f for f in result if f.code in filters.codes), key=lambda f: (f.sort_key, f.message))
     meta = {**part.meta, "installations": int(len(ids_now)), "mode": "incremental",
@@ -476,7 +479,7 @@ class _Users:
         self._result = _email_duplicates(database, filters, "%s")
 
     def findings(self) -> list[Finding]:
-        return [Finding.of("user.email-case-duplicate", None, user_id, None, None, message)
+        return [Finding.of(USER_EMAIL_CASE_DUPLICATE, None, user_id, None, None, message)
                 for user_id, message in self._result]
 
 

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-CONFIG_NOT_OBJECT = "config.not-object"
-CONFIG_NON_STRING = "config.non-string"
-FIELD_UNKNOWN = "field.unknown"
-FIELD_MISSING = "field.missing"
-FIELD_INVALID = "field.invalid"
+from ..codes import CONFIG_NON_STRING, CONFIG_NOT_OBJECT, FIELD_INVALID, FIELD_MISSING, FIELD_UNKNOWN
 
 PROBLEM_CODES = (CONFIG_NOT_OBJECT, CONFIG_NON_STRING, FIELD_UNKNOWN, FIELD_MISSING, FIELD_INVALID)
 

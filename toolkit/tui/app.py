@@ -107,14 +107,10 @@ class DashboardApp(App):
     def on_load(self) -> None:
         import asyncio
 
-        from ..db.connection import restore_waits
-
-        # Thread workers on daemon threads that quitting never joins (see DaemonThreads).
+        # Thread workers on daemon threads that quitting never joins (see DaemonThreads), and
+        # blocking waits in them (DataSource.prepare_threads): q never waits on the database.
         asyncio.get_running_loop().set_default_executor(DaemonThreads())
-        # The CLI's interruptible waits are process-wide and lifted for COPY, which is only
-        # safe with one database thread: here every worker thread has its own connection, so
-        # libpq blocks (bounded by the connect and statement timeouts) and q never waits on it.
-        restore_waits(None)
+        self.source.prepare_threads()
 
     def _count_waiting(self) -> None:
         seconds = self.db_calls.oldest_seconds()

@@ -54,6 +54,46 @@ class DataSource:
         )
 
     # --- database ---------------------------------------------------------------------
+    @staticmethod
+    def prepare_threads() -> None:
+        """The CLI's interruptible waits are process-wide and lifted for COPY, which is only
+        safe with one database thread: the dashboard's worker threads each have their own
+        connection, so libpq blocks there (bounded by the connect and statement timeouts)."""
+        db.connection.restore_waits(None)
+
+    def latest_saved_audit(self):
+        """The latest saved audit of this database (toolkit.audit.store), or None. A small
+        SQLite read; a missing or unreadable store is no saved audit."""
+        from ..audit.store import default_path, identity, open_store
+
+        if not default_path(self.settings).exists():
+            return None
+        store = open_store(self.settings)
+        if store is None:
+            return None
+        try:
+            with store:
+                return store.latest(identity(self.database))
+        except Exception:  # noqa: BLE001 — a damaged store must not stop the dashboard
+            return None
+
+    def run_audit(self, progress, *, warn):
+        """A saved audit, incremental where the database allows it (PostgreSQL; SQLite has no
+        snapshots), in this worker thread's own connection. One process: forking worker
+        processes out of a threaded TUI is not worth the risk."""
+        from ..audit.store import audit, open_store
+
+        with self.session() as database:
+            if self.registry is None:
+                raise ToolkitError(self.registry_error or "no registry: the audit needs TOOLKIT_REGISTRY")
+            store = open_store(self.settings)
+            try:
+                return audit(database, self.registry, self.keyring, store=store, incremental=not self.is_demo,
+                             jobs=1, progress=progress, warn=warn)
+            finally:
+                if store is not None:
+                    store.close()
+
     @contextlib.contextmanager
     def session(self):
         """This thread's own connection for the duration of one unit of work."""

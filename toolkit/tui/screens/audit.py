@@ -17,6 +17,7 @@ from textual.widgets import ProgressBar, Static, Tree
 from ...errors import ToolkitError
 from ...safe_text import escape_text
 from .. import cells
+from ...audit.report import Report
 from ..filters import FilterQuery
 from ..messages import AuditFailed, AuditFinished, AuditProgress, DatabaseFailed
 from ..widgets import DatabaseBanner, StableFooter, TopBar
@@ -28,21 +29,8 @@ SAVED = "saved_audit"  # meta flag: the report came from the audit store (its ag
 
 
 def saved_report(source):
-    """The latest saved audit of this database (toolkit.audit.store), or None. A small
-    SQLite read; a missing or unreadable store is no saved audit."""
-    from ...audit.report import Report
-    from ...audit.store import default_path, identity, open_store
-
-    if not default_path(source.settings).exists():
-        return None
-    store = open_store(source.settings)
-    if store is None:
-        return None
-    try:
-        with store:
-            report = store.latest(identity(source.database))
-    except Exception:  # noqa: BLE001 — a damaged store must not stop the dashboard
-        return None
+    """The latest saved audit of this database, marked as saved (its age is shown), or None."""
+    report = source.latest_saved_audit()
     return None if report is None else Report(report.findings, {**report.meta, SAVED: True})
 
 
@@ -106,22 +94,9 @@ class AuditScreen(DataScreen):
             screen.post_message(AuditProgress(done, total))
 
         def run():
-            from ...audit.store import audit, open_store
-
             try:
-                with source.session() as database:
-                    if source.registry is None:
-                        raise ToolkitError(source.registry_error or "no registry: the audit needs TOOLKIT_REGISTRY")
-                    # Incremental (saved, like the CLI's) on PostgreSQL; SQLite has no snapshots.
-                    # One process: forking worker processes out of a threaded TUI is not worth the risk.
-                    store = open_store(source.settings)
-                    try:
-                        report = audit(database, source.registry, source.keyring, store=store,
-                                       incremental=not source.is_demo, jobs=1, progress=progress,
-                                       warn=lambda line: app.call_from_thread(app.notify, line, markup=False))
-                    finally:
-                        if store is not None:
-                            store.close()
+                report = source.run_audit(
+                    progress, warn=lambda line: app.call_from_thread(app.notify, line, markup=False))
             except ToolkitError as exc:
                 from ...errors import DatabaseError
 

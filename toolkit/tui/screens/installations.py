@@ -21,7 +21,7 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Static
 
 from ... import browse
-from ...audit.codes import ALL_CODES, select_codes
+from ...codes import ALL_CODES, select_codes
 from ...db import APP_STATUSES, ROLES
 from ...errors import UsageError
 from ...safe_text import escape_text

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
