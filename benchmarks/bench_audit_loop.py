@@ -1,7 +1,7 @@
 """The audit's per-row cost in instructions, without a database: repeatable on a busy machine.
 
 Builds COPY lines like the engine's query emits (two secrets, a select and an email per
-installation, as benchmarks/_datagen.py writes them) and feeds them to `plan.Auditor` in
+installation, as benchmarks/_datagen.py writes them) and feeds them to `row_auditor.Auditor` in
 batches, as a worker does. Run under callgrind twice, with N and 2N rows: the difference of
 the two totals divided by N is the cost of one row, with interpreter start-up and imports
 cancelled out.
@@ -51,7 +51,7 @@ def copy_lines(rows: int, iv_length: int | str, previous_share: float) -> list[b
 def audit(lines) -> float:
     from _datagen import REGISTRY
 
-    from toolkit.audit.plan import Auditor
+    from toolkit.audit.row_auditor import Auditor
     from toolkit.crypto import Keyring
     from toolkit.registry import parse_registry
 

@@ -1,4 +1,4 @@
-"""The audit's building blocks: the codes table, the pure checks, the per-installation plan,
+"""The audit's building blocks: the codes table, the pure checks, the per-installation row auditor,
 IV traces, and the COPY text decoding — without a database."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from audit_planted import CURRENT_KEY, OTHER_KEY, PREVIOUS_KEY, REGISTRY_PATH, k
 from toolkit.audit import checks
 from toolkit.codes import ALL_CODES, CODES, at_or_above, select_codes
 from toolkit.audit.nonces import IVLog, nonce_reuse_findings
-from toolkit.audit.plan import FREE, Auditor, _unescape_copy
+from toolkit.audit.row_auditor import FREE, Auditor, _unescape_copy
 from toolkit.errors import UsageError
 from toolkit.registry import check_value, load_registry
 
@@ -38,7 +38,7 @@ def registry():
 
 def test_public_api_is_exactly_all():
     public = {name for name in dir(audit) if not name.startswith("_")}
-    modules = {"checks", "codes", "engine", "finding", "nonces", "plan", "report", "sql", "store"}
+    modules = {"checks", "engine", "finding", "nonces", "row_auditor", "report", "sql", "store", "_spill", "_text", "_html"}
     assert set(audit.__all__) == public - modules
     for name in audit.__all__:
         assert getattr(audit, name) is not None
@@ -168,7 +168,7 @@ def test_timestamps_problem():
     assert "earlier" in checks.timestamps_problem("installed_at 2024-05-01, updated_at 2024-04-30")
 
 
-# ---- the plan: one installation ---------------------------------------------------------------
+# ---- the row auditor: one installation ---------------------------------------------------------------
 
 def audit_one(registry, config, *, app="stripe", status="configured", codes=ALL_CODES, raw=False):
     auditor = Auditor(registry, keyring(), codes)

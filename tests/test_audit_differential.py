@@ -1,4 +1,4 @@
-"""The audit's fast path (`plan.Auditor`, and the engine around it on PostgreSQL and SQLite)
+"""The audit's fast path (`row_auditor.Auditor`, and the engine around it on PostgreSQL and SQLite)
 reports exactly the findings of the plain rules (`checks.installation_problems`), on random
 registries and configs: values under the current key, a previous key and an unknown key
 (12- and 16-byte IVs), damaged ciphertexts, plaintext with colons, odd JSON (DESIGN §8)."""
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from toolkit import db
 from toolkit.audit import checks
 from toolkit.audit.engine import run_audit
-from toolkit.audit.plan import Auditor
+from toolkit.audit.row_auditor import Auditor
 from toolkit.crypto import Keyring
 from toolkit.registry import check_value, parse_registry
 

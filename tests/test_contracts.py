@@ -61,7 +61,7 @@ def within(module: str, prefixes) -> bool:
 
 
 def test_the_walk_resolves_relative_imports():
-    found = {module for module, _, _ in imports(PACKAGE / "audit" / "plan.py")}
+    found = {module for module, _, _ in imports(PACKAGE / "audit" / "row_auditor.py")}
     assert {"toolkit.codes", "toolkit.crypto", "toolkit.audit"} <= found
 
 

@@ -5,7 +5,7 @@
     field.unknown           remove the key the app does not define
 
 What is a finding is the audit's business: each row goes through the audit's own
-per-installation routine (`toolkit.audit.plan.Auditor`) and only its findings are acted on —
+per-installation routine (`toolkit.audit.row_auditor.Auditor`) and only its findings are acted on —
 nothing here re-implements a rule. The writing is the rotation's machinery
 (`_rewrite.run_rewrite`): keyset pages, one UPDATE per page, compare-and-swap, retries,
 resumable, pooler-safe. The conditions:
@@ -64,7 +64,7 @@ class RepairPlanner:
     """Per row: the audit's findings among `fixes`, turned into one compare-and-swap change."""
 
     def __init__(self, registry, keyring, fixes):
-        from .audit.plan import Auditor
+        from .audit.row_auditor import Auditor
 
         self.fixes = frozenset(check_fixes(fixes))
         self._args = (registry, keyring, tuple(self.fixes))

@@ -3,7 +3,7 @@
     codes.py    THE table of codes, severities and hints
     finding.py  Finding, the record of §4.4 (never a secret's value)
     checks.py   small pure functions, one per kind of finding
-    plan.py     Auditor: the checks composed per installation, compiled once per run
+    row_auditor.py     Auditor: the checks composed per installation, compiled once per run
     nonces.py   IV traces and nonce-reuse detection across all values (and processes)
     sql.py      filters -> WHERE clauses; the queries
     engine.py   run_audit: COPY streaming, worker processes, SQLite path

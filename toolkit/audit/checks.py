@@ -3,7 +3,7 @@
 Each takes a config, a value or the status of a stored value and returns a problem (a message,
 or `(code, message)` where one function can find several kinds) or None. They never see a
 database and never put a value in a message: they name fields, kinds and lengths only.
-`plan.py` composes them into the per-installation routine the engine runs millions of times,
+`row_auditor.py` composes them into the per-installation routine the engine runs millions of times,
 in one pass over each config (the type rules themselves are the registry's `check_value`).
 
 Decisions this module owns (DESIGN.md §4.4 leaves them to us):
@@ -225,7 +225,7 @@ def installation_problems(app, app_id: str, status: str, config, keyring, check_
     """Every per-row finding of DESIGN §4.4 for one installation: `(code, field, message)`.
 
     The rules written plainly, one step per rule, for readers and for the differential
-    property test: `plan.Auditor` is the audit's fast path compiled from the same checks and
+    property test: `row_auditor.Auditor` is the audit's fast path compiled from the same checks and
     must report exactly these findings for every row (tests/test_audit_differential.py).
     `app` is the registry's AppDefinition or None; `config` is `load_config`'s result;
     `timestamps` the SQL's detail when updated_at < installed_at.

@@ -33,7 +33,7 @@ from ..errors import DatabaseError
 from .checks import email_case_duplicates
 from ._spill import FindingStore, pack, record
 from .nonces import IVLog, nonce_reuse_findings
-from .plan import Auditor
+from .row_auditor import Auditor
 from .report import Report, generated_at
 from .sql import Filters, count_query, email_duplicates_query, installation_query, range_query
 

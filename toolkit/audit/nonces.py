@@ -23,7 +23,7 @@ MAX_SHOWN = 5  # other locations a message names
 
 
 class IVLog:
-    """The IV traces of one process. `slot` numbers an (app_id, field) pair (see plan.py)."""
+    """The IV traces of one process. `slot` numbers an (app_id, field) pair (see row_auditor.py)."""
 
     __slots__ = ("ivs", "meta", "rows")
 
@@ -41,7 +41,7 @@ class IVLog:
         """A fast `add(iv, key_index, slot, row)` for the hot loop; `row` = id << 32 | user_id.
 
         The layout is this: `ivs` += 16 IV bytes (12-byte IVs padded, flagged in meta),
-        `meta` += key_index << 24 | flag | slot, `rows` += row. plan.py inlines the 16-byte
+        `meta` += key_index << 24 | flag | slot, `rows` += row. row_auditor.py inlines the 16-byte
         case of it (three C calls instead of a Python one, per value)."""
         ivs, meta_append, rows_append = self.ivs, self.meta.append, self.rows.append
 

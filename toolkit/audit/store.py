@@ -63,7 +63,7 @@ ROW_CODES_EXCLUDED = (SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE)  # recomput
 # The checks' source: a saved state is only reused by the code that made it.
 # The modules whose code decides a row's findings: a saved state from other code is not reused.
 _CHECK_MODULES = (
-    "toolkit.codes", "toolkit.audit.checks", "toolkit.audit.plan", "toolkit.audit.nonces",
+    "toolkit.codes", "toolkit.audit.checks", "toolkit.audit.row_auditor", "toolkit.audit.nonces",
     "toolkit.audit.finding", "toolkit.audit.sql", "toolkit.crypto._format", "toolkit.crypto._keyring",
     "toolkit.db.json_values", "toolkit.registry._field_types",
 )
