@@ -498,22 +498,124 @@ def test_default_clock_is_naive_utc_with_milliseconds():
 
 # --- the SQL a write sends (peewee logs every statement at DEBUG) ---
 
-def test_update_is_one_read_and_one_compare_and_swap_update(backend, service, caplog):
+def logged_statements(caplog, action):
     import logging
 
-    installation = service.install(add_user(backend), "stripe", GOOD)
     with caplog.at_level(logging.DEBUG, logger="peewee"):
-        service.update_config(installation.id, {"region": "us"})
-    statements = [record.msg[0] for record in caplog.records if record.name == "peewee"]
-    verbs = [sql.split()[0] for sql in statements]
-    assert verbs == ["SELECT", "UPDATE", "SELECT"]  # read, CAS write, the returned row
-    update = statements[1]
-    assert '"app_installations"."id" =' in update or '"id" =' in update
+        action()
+    return [record.msg for record in caplog.records if record.name == "peewee"]
+
+
+def test_update_writes_through_the_store_compare_and_swap(backend, service, caplog):
+    """The write is the store's statement (toolkit.db.installations, as rotation and repair
+    write), conditioned on the whole row as read and stamped by the service's clock."""
+    from toolkit.db import installations
+
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    read = backend.row(installation.id)
+    statements = logged_statements(caplog, lambda: service.update_config(installation.id, {"region": "us"}))
+    verbs = [sql.split()[0] for sql, _ in statements]
     if backend.kind == "postgres":
-        assert 'CAST(%s AS jsonb)' in update and '"config" = CAST(%s AS jsonb)' in update
+        assert verbs == ["SELECT", "UPDATE", "SELECT"]  # read, CAS write, the returned row
+        (update, (document,)) = statements[1]
+        change = installations.Change(installation.id, patch={"region": "us"}, status=("installed", "installed"),
+                                      whole=True, whole_config="{}", touch=T0)
+        assert update == installations._pg_exact_sql([change])  # the store's statement
+        (record,) = json.loads(document)
+        assert record["w"] is True and record["c"] == read[4]  # the whole config as read …
+        assert record["s0"] == "installed"  # … and the status as read
+        assert record["p"] == {"region": "us"} and record["ts"] == "2024-05-01T12:00:01.123000"
     else:
-        assert '"config" = ?' in update
-    assert '"status" = ' in update.split("WHERE", 1)[1]
+        # read; the store's re-check and write (under the same BEGIN IMMEDIATE); the returned row
+        assert verbs == ["SELECT", "SELECT", "UPDATE", "SELECT"]
+        assert statements[1][0] == "SELECT status, config FROM app_installations WHERE id = ?"
+        update, params = statements[2]
+        assert update == "UPDATE app_installations SET config = ?, status = ?, updated_at = ? WHERE id = ?"
+        assert params[1:] == ("installed", "2024-05-01 12:00:01.123000", installation.id)
+    assert backend.row(installation.id)[6] == "2024-05-01 12:00:01.123"
+
+
+def test_set_status_and_uninstall_write_through_the_store(backend, service, caplog):
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    stored = backend.row(installation.id)[4]
+    statements = logged_statements(caplog, lambda: service.set_status(installation.id, "configured"))
+    (write,) = [sql for sql, _ in statements if not sql.startswith("SELECT")]
+    if backend.kind == "postgres":
+        assert "jsonb_to_recordset" in write and "t.status::text = v.s0" in write
+    else:
+        assert write.startswith("UPDATE app_installations SET config = ?, status = ?, updated_at = ?")
+    assert backend.row(installation.id)[3:] == ("configured", stored, "2024-05-01 12:00:00.123", "2024-05-01 12:00:01.123")
+    caplog.clear()
+    statements = logged_statements(caplog, lambda: service.uninstall(installation.id))
+    (delete,) = [sql for sql, _ in statements if not sql.startswith("SELECT")]
+    assert delete.startswith("DELETE FROM app_installations WHERE id = ") and "status" in delete
+    assert backend.row(installation.id) is None
+
+
+@pytest.mark.parametrize("write", ["update_config", "set_status"])
+def test_a_change_between_the_read_and_the_store_write_is_refused(backend, service, clock, write):
+    """The service has read the row and validated; before the store's compare-and-swap runs
+    (the clock hook: the timestamp is taken right before it), the row changes. PostgreSQL:
+    another connection commits. SQLite: the service holds the only write lock from its read
+    on, so no other connection can; the change is made on the service's own connection,
+    inside its transaction, which the refusal then rolls back. Either way the store's
+    condition (the whole row as read) does not hold: ConflictError, nothing of ours written."""
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    before = backend.row(installation.id)
+    writer = backend.other() if backend.kind == "postgres" else backend.db
+    changed = dict(before[4], region="us")
+    clock.on_tick = lambda: backend.write_config(writer, installation.id, changed)
+    with pytest.raises(ConflictError) as info:
+        if write == "update_config":
+            service.update_config(installation.id, {"webhookUrl": None})
+        else:
+            service.set_status(installation.id, "configured")
+    assert info.value.message == f"installation {installation.id} changed since it was read; re-read and try again"
+    after = backend.row(installation.id)
+    if backend.kind == "postgres":
+        assert after == before[:4] + (changed,) + before[5:]  # theirs stands, ours is not there
+    else:
+        assert after == before
+
+
+@pytest.mark.parametrize("write", ["update_config", "set_status"])
+def test_a_row_deleted_between_the_read_and_the_store_write_is_not_found(backend, service, clock, write):
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    writer = backend.other() if backend.kind == "postgres" else backend.db
+    clock.on_tick = lambda: writer.execute_sql(f"DELETE FROM app_installations WHERE id = {installation.id}")
+    with pytest.raises(NotFound, match=f"installation {installation.id} no longer exists"):
+        if write == "update_config":
+            service.update_config(installation.id, {"region": "us"})
+        else:
+            service.set_status(installation.id, "configured")
+
+
+def test_delete_in_holds_only_for_the_row_as_read(backend, service):
+    """uninstall's compare-and-swap, in a transaction the caller holds (as the service does)."""
+    from toolkit.db import installations
+
+    installation = service.install(add_user(backend), "stripe", GOOD)
+    text = backend.db.execute_sql(
+        "SELECT config::text FROM app_installations WHERE id = %s" if backend.kind == "postgres"
+        else "SELECT config FROM app_installations WHERE id = ?", (installation.id,)).fetchone()[0]
+    with backend.db.atomic():
+        assert not installations.delete_in(backend.db, installation.id, text, "configured")  # status differs
+        assert not installations.delete_in(backend.db, installation.id, text.replace('"eu"', '"us"'), "installed")
+        assert not installations.delete_in(backend.db, installation.id, None, "installed")
+    assert backend.row(installation.id) is not None
+    with backend.db.atomic():
+        assert installations.delete_in(backend.db, installation.id, text, "installed")
+    assert backend.row(installation.id) is None
+
+
+def test_update_of_a_null_config_writes_an_object(backend, service):
+    """SQL NULL reads as no config; the store's patch makes it an object on both databases."""
+    installation = service.install(add_user(backend), "stripe")
+    backend.other().execute_sql(f"UPDATE app_installations SET config = NULL WHERE id = {installation.id}")
+    service.set_status(installation.id, "installed")  # a status change keeps the config as it is
+    assert backend.row(installation.id)[4] is None
+    service.update_config(installation.id, {"region": "us"})
+    assert backend.row(installation.id)[4] == {"region": "us"}
 
 
 def test_writes_work_with_the_models_bound_globally(backend, service):

@@ -8,7 +8,8 @@ Every write (scripts, the dashboard, notebooks) goes through `ConfigService`:
 - stamp `updated_at` (naive UTC, millisecond precision: what the app's JS `Date` stores);
 - one short transaction per write, and compare-and-swap: the UPDATE/DELETE only matches the
   row if its `config` and `status` are still what the caller read (`expected`, or a read in
-  the same transaction). Otherwise ConflictError, and nothing is written.
+  the same transaction). Otherwise ConflictError (NotFound when the row is gone), and
+  nothing is written.
 
 What "what the caller read" means: a UI shows a row, the operator edits for a minute, then
 saves. Pass that row (`expected=installation`) and a change someone else made meanwhile is
@@ -20,6 +21,17 @@ service reads the row inside the write and the CAS protects only that short wind
 Equality is semantic: jsonb `=` on PostgreSQL (key order and spacing do not matter); on
 SQLite the write holds the database's write lock (BEGIN IMMEDIATE) from the read to the
 write, compares the parsed configs in Python and matches the stored text exactly.
+
+Who owns what: the service reads the row, checks `expected` against it, validates and
+encrypts; the compare-and-swap itself is `toolkit.db.installations`' — the same statements
+rotation and repair write with. `update_config` and `set_status` become one `Change` whose
+condition is the whole row as read (config text and status) and whose `touch` is this
+service's clock; `uninstall` is `delete_in`, the same condition for a DELETE. They run in the
+service's own short transaction on its Peewee connection (`apply_in`), not on a store's
+connection: the read and the write stay one transaction (SQLite: one write lock), nothing
+outlives it (PgBouncer's transaction pooling), and no connection is opened per write.
+`install` stays here as INSERT … ON CONFLICT: it conditions on the unique index, not on a
+row read, so there is no compare-and-swap to share, and the stores have no INSERT.
 
 The service never relies on the models' global database binding: it runs its queries on the
 database it was given, and encodes/decodes the JSON column itself.
@@ -37,7 +49,7 @@ import peewee
 from peewee import EXCLUDED, Cast, Value, fn
 
 from .codes import APP_UNKNOWN
-from .db import APP_STATUSES, AppInstallation, is_postgres, read_only, translate_errors
+from .db import APP_STATUSES, AppInstallation, installations, is_postgres, read_only, translate_errors
 from .db.json_values import decode_config
 from .errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
 from .registry import (
@@ -136,7 +148,7 @@ class ConfigService:
         app = self._app(app_id)
         given = {k: v for k, v in dict(config or {}).items() if v is not None}
         self._refuse(app, self._change_problems(app, given), f"config for app '{app_id}' is invalid")
-        stored = self._encrypt(app, {}, given)
+        stored = self._encrypted(app, given)
         incomplete = app.missing_keys(stored)
         now = self.clock()
         A = AppInstallation
@@ -205,8 +217,9 @@ class ConfigService:
             self._refuse(app, problems, f"installation {installation_id}: the change is invalid",
                          hint="set the status to 'installed' first to clear a required field"
                          if any(p.code == FIELD_MISSING for p in problems) else None)
-            new_config = self._encrypt(app, config, changes)
-            self._swap(row, config, status, {AppInstallation.config: self._json(new_config)})
+            patch = self._encrypted(app, {k: v for k, v in changes.items() if v is not None})
+            drop = tuple(k for k, v in changes.items() if v is None)
+            self._write(row, patch=patch, drop=drop, status=(status, status))
             return self._read(installation_id).model()
 
     def set_status(self, installation_id: int, status: str, *,
@@ -226,7 +239,7 @@ class ConfigService:
                         f"installation {installation_id} cannot be configured: {_summarise(problems)}",
                         problems=problems,
                     )
-            self._swap(row, config, current_status, {AppInstallation.status: status})
+            self._write(row, status=(current_status, status))
             return self._read(installation_id).model()
 
     def uninstall(self, installation_id: int, *, expected: AppInstallation | None = None) -> None:
@@ -234,10 +247,8 @@ class ConfigService:
         self._check_expected(expected, installation_id)
         with self._transaction():
             row = self._read(installation_id)
-            config, status = self._basis(row, expected)
-            A = AppInstallation
-            query = A.delete().where((A.id == installation_id) & self._unchanged(row, config, status))
-            if query.execute(self.database) != 1:
+            _, status = self._basis(row, expected)
+            if not installations.delete_in(self.database, row.id, row.raw_config, status):
                 self._raise_lost(installation_id)
 
     # --- validation and encryption ----------------------------------------------------
@@ -262,18 +273,16 @@ class ConfigService:
         if problems:
             raise ConfigValidationError(f"{message}: {_summarise(problems)}", problems=problems, hint=hint)
 
-    def _encrypt(self, app: AppDefinition, config: dict, changes: dict) -> dict:
-        """The new stored config: secrets encrypted under the current key, None removes."""
-        merged = dict(config)
-        for key, value in changes.items():
-            if value is None:
-                merged.pop(key, None)
-            elif value != "" and key in app.secret_keys:
+    def _encrypted(self, app: AppDefinition, values: dict) -> dict:
+        """The values as stored: secrets encrypted under the current key, the rest as given."""
+        stored = {}
+        for key, value in values.items():
+            if value != "" and key in app.secret_keys:
                 # "" stays "": nothing to hide, and "empty" stays visible to the audit.
-                merged[key] = self._encrypt_one(key, value)
+                stored[key] = self._encrypt_one(key, value)
             else:
-                merged[key] = value
-        return merged
+                stored[key] = value
+        return stored
 
     def _encrypt_one(self, key: str, value: str) -> str:
         from .errors import AlreadyEncrypted
@@ -381,24 +390,11 @@ class ConfigService:
             self._raise_lost(row.id, exists=True)
         return expected.config, expected.status
 
-    def _unchanged(self, row: _Row, config, status):
-        """WHERE clause: the row still holds `config` and `status`."""
-        A = AppInstallation
-        if config is None:
-            same_config = A.config.is_null()
-        elif self._postgres:
-            same_config = A.config == self._json(config)  # jsonb equality
-        else:
-            # _basis checked `config` against this text, read under the write lock.
-            # converter=False: compare the stored text as is, not re-encoded by JSONField.
-            same_config = A.config == Value(row.raw_config, converter=False)
-        return same_config & (A.status == status)
-
-    def _swap(self, row: _Row, config, status, values: dict) -> None:
-        A = AppInstallation
-        values = {**values, A.updated_at: self.clock()}
-        query = A.update(values).where((A.id == row.id) & self._unchanged(row, config, status))
-        if query.execute(self.database) != 1:
+    def _write(self, row: _Row, **change) -> None:
+        """Write `change` through the store's compare-and-swap: only if the row still holds
+        the config (its text as read) and the status as read; the service's clock stamps it."""
+        change = installations.Change(row.id, whole=True, whole_config=row.raw_config, touch=self.clock(), **change)
+        if not installations.apply_in(self.database, [change]):
             self._raise_lost(row.id)
 
     def _raise_lost(self, installation_id: int, *, exists: bool | None = None):

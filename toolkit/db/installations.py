@@ -12,6 +12,16 @@ a store, so a row is read, decoded and written back the same way everywhere:
   re-check in Python + UPDATE is the compare-and-swap.
 
 The dialect is the store's business: callers ask `store_factory(database)` for the right one.
+
+The config service writes one row at a time, inside a transaction of its own on its Peewee
+database (it reads the row, validates, then writes; on SQLite under BEGIN IMMEDIATE from the
+read on). `apply_in(database, changes)` runs the same compare-and-swap statements in that
+transaction, on that connection: no second connection (which would wait for the service's own
+SQLite write lock, and cost a connect per write), no session state, no commit of its own —
+so it is pooler-safe the way the service's transaction is. It leaves out what only a batch
+needs (lock_timeout with split retries, asynchronous commit): an operator's save waits for a
+locked row like any app write, and is durable once it returns. `delete_in` is the same
+condition for the service's uninstall.
 """
 
 from __future__ import annotations
@@ -62,7 +72,9 @@ class Change(NamedTuple):
     status: tuple | None = None  # (old, new)
     whole: bool = False
     whole_config: str | None = None
-    touch: bool = False  # set updated_at to now, in naive UTC like the app's Date
+    # updated_at: False keeps it; True sets it to now, in naive UTC like the app's Date; a
+    # naive-UTC datetime sets it to that (the config service's clock decides its timestamps).
+    touch: bool | dt.datetime = False
 
 
 def store_factory(database, *, read_only: bool = False) -> Callable[[], object]:
@@ -111,7 +123,7 @@ _PG_EXACT = """
 UPDATE app_installations AS t
    SET config = {config}{status}{touch}
   FROM jsonb_to_recordset(%s::jsonb)
-       AS v(i int, e jsonb, p jsonb, d text[], w bool, c jsonb, s0 text, s1 text, u bool)
+       AS v(i int, e jsonb, p jsonb, d text[], w bool, c jsonb, s0 text, s1 text, u bool, ts timestamp)
  WHERE t.id = v.i
    AND CASE WHEN v.w THEN t.config IS NOT DISTINCT FROM v.c ELSE t.config @> v.e END{status_check}
 RETURNING t.id
@@ -119,21 +131,24 @@ RETURNING t.id
 
 
 def _fast_path(change: Change) -> bool:
-    return not change.drop and change.status is None
+    return not change.drop and change.status is None and change.touch.__class__ is bool
 
 
 def _pg_exact_sql(changes) -> str:
     """The exact UPDATE, with only the clauses its changes need."""
     drops = any(c.drop for c in changes)
     statuses = any(c.status for c in changes)
-    config = "(t.config - coalesce(v.d, '{}')) || v.p" if drops else "t.config || v.p"
+    # A NULL config patched is an object (as on SQLite, and as the app reads it: `null ?? {}`).
+    base = "coalesce(t.config, '{}')"
+    config = f"({base} - coalesce(v.d, '{{}}')) || v.p" if drops else f"{base} || v.p"
     if statuses:
         # A status-only change leaves the config as it is (even a NULL one).
         config = f"CASE WHEN v.p = '{{}}' AND v.d IS NULL THEN t.config ELSE {config} END"
     return _PG_EXACT.format(
         config=config,
         status=", status = coalesce(v.s1, t.status::text)::app_status" if statuses else "",
-        touch=", updated_at = CASE WHEN v.u THEN (now() AT TIME ZONE 'UTC') ELSE t.updated_at END" if any(c.touch for c in changes) else "",
+        touch=", updated_at = CASE WHEN v.u THEN coalesce(v.ts, now() AT TIME ZONE 'UTC') ELSE t.updated_at END"
+        if any(c.touch for c in changes) else "",
         status_check="\n   AND (v.s0 IS NULL OR t.status::text = v.s0)" if statuses else "",
     )
 
@@ -166,6 +181,8 @@ def _pg_record(change: Change) -> dict:
         record["s0"], record["s1"] = change.status
     if change.touch:
         record["u"] = True
+        if change.touch is not True:
+            record["ts"] = change.touch.isoformat()
     return record
 
 
@@ -406,38 +423,10 @@ class SqliteStore:
         """Re-check each change against the row inside one write transaction (exact; no versions)."""
         if self.read_only:
             raise RuntimeError("read-only store")
-        applied = set()
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
         connection = self.connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for change in changes:
-                found = connection.execute(
-                    "SELECT status, config FROM app_installations WHERE id = ?", (change.id,)
-                ).fetchone()
-                if found is None:
-                    continue
-                status, text = found
-                config = decode_config(text)
-                if change.whole:
-                    if text != change.whole_config:
-                        continue
-                elif not isinstance(config, dict) or any(config.get(k) != v for k, v in change.expect.items()):
-                    continue
-                if change.status and status != change.status[0]:
-                    continue
-                if isinstance(config, dict):
-                    for key in change.drop:
-                        config.pop(key, None)
-                    config.update(change.patch)
-                    text = json.dumps(config)
-                touch = change.touch
-                connection.execute(
-                    "UPDATE app_installations SET config = ?, status = ?"
-                    + (", updated_at = ?" if touch else "") + " WHERE id = ?",
-                    (text, change.status[1] if change.status else status, *((now,) if touch else ()), change.id),
-                )
-                applied.add(change.id)
+            applied = _sqlite_write(connection.execute, changes)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -452,3 +441,74 @@ class SqliteStore:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _sqlite_write(execute, changes) -> set[int]:
+    """The compare-and-swap of each change, in the caller's write transaction."""
+    applied = set()
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    for change in changes:
+        found = execute("SELECT status, config FROM app_installations WHERE id = ?", (change.id,)).fetchone()
+        if found is None:
+            continue
+        status, text = found
+        config = decode_config(text)
+        if change.whole:
+            if text != change.whole_config:
+                continue
+        elif not isinstance(config, dict) or any(config.get(k) != v for k, v in change.expect.items()):
+            continue
+        if change.status and status != change.status[0]:
+            continue
+        if isinstance(config, dict) and (change.patch or change.drop):  # a status change keeps the text
+            for key in change.drop:
+                config.pop(key, None)
+            config.update(change.patch)
+            text = json.dumps(config)
+        touch = change.touch
+        stamp = now if touch is True else touch.isoformat(sep=" ") if touch else None
+        execute(
+            "UPDATE app_installations SET config = ?, status = ?"
+            + (", updated_at = ?" if touch else "") + " WHERE id = ?",
+            (text, change.status[1] if change.status else status, *((stamp,) if touch else ()), change.id),
+        )
+        applied.add(change.id)
+    return applied
+
+
+# --- inside the caller's transaction (the config service) --------------------------------
+
+def apply_in(database, changes) -> set[int]:
+    """`changes`' compare-and-swap in the transaction the caller holds open on the Peewee
+    `database` (see the module docstring); the ids whose condition held. Nothing is
+    committed here: the caller's transaction decides, and a refusal leaves it to roll back."""
+    database = getattr(database, "obj", database)
+    if is_postgres(database):
+        return PostgresStore._update_exact(_PeeweeCursor(database), changes)
+    return _sqlite_write(database.execute_sql, changes)
+
+
+class _PeeweeCursor:
+    """The two cursor methods the statements use, through Peewee's `execute_sql`: its error
+    translation (so the service's `translate_errors` applies) and its statement log."""
+
+    def __init__(self, database):
+        self.database = database
+
+    def execute(self, sql, params) -> None:
+        self._cursor = self.database.execute_sql(sql, params)
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+
+def delete_in(database, installation_id: int, config_text: str | None, status: str) -> bool:
+    """Delete the row if it still holds the config (its text as read; None for SQL NULL) and
+    status as read — the whole-row condition of a `Change` — in the caller's transaction."""
+    database = getattr(database, "obj", database)
+    if is_postgres(database):  # jsonb equality, as for an UPDATE
+        sql = ("DELETE FROM app_installations WHERE id = %s"
+               " AND config IS NOT DISTINCT FROM %s::jsonb AND status::text = %s")
+    else:  # the exact text, as SqliteStore compares it
+        sql = "DELETE FROM app_installations WHERE id = ? AND config IS ? AND status = ?"
+    return database.execute_sql(sql, (installation_id, config_text, status)).rowcount == 1
