@@ -9,7 +9,6 @@ import collections
 import json
 import os
 
-import psycopg2
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings, strategies as st

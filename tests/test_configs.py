@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.configs import AlreadyInstalled, ConfigService, utc_now
+from toolkit.writes.configs import AlreadyInstalled, ConfigService, utc_now
 from toolkit.crypto import Keyring
 from toolkit.db import User, create_tables, open_postgres, open_sqlite
 from toolkit.errors import ConfigValidationError, ConflictError, NotFound, UsageError

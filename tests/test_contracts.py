@@ -21,8 +21,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "toolkit"
 FRONT_ENDS = ("tui", "cli")
 # The schema's enum labels are facts of the app, not database access.
 TUI_MAY_IMPORT_FROM_DB = {"APP_STATUSES", "ROLES"}
-DATABASE_MODULES = ("toolkit.db", "toolkit.browse", "toolkit.inspection", "toolkit.configs", "toolkit.repair",
-                    "toolkit._rewrite", "toolkit.keys", "toolkit.audit.engine", "toolkit.audit.store",
+DATABASE_MODULES = ("toolkit.db", "toolkit.browse", "toolkit.inspection", "toolkit.writes.configs", "toolkit.writes.repair",
+                    "toolkit.writes.rewrite", "toolkit.keys", "toolkit.audit.engine", "toolkit.audit.store",
                     "peewee", "psycopg2", "sqlite3")
 
 

@@ -25,7 +25,7 @@ from test_rotation_seed import (
     seal,
     write_registry,
 )
-from toolkit import _rewrite
+from toolkit.writes import rewrite
 from toolkit.db import installations, open_postgres
 from toolkit.keys import rotation
 from toolkit.registry import parse_registry
@@ -164,9 +164,9 @@ def test_rows_come_back_from_the_worker_processes_in_id_order(rotation_rows):
     factory = installations.store_factory(open_postgres(url), read_only=True)
     for limit in (None, 7, 45):
         with factory() as store:
-            single = _rewrite.run_rewrite(store, planner, dry_run=True, batch_size=10, list_limit=limit)
+            single = rewrite.run_rewrite(store, planner, dry_run=True, batch_size=10, list_limit=limit)
             bounds = store.id_bounds()
-        parallel = _rewrite.run_parallel(factory, planner, workers=3, id_bounds=bounds, dry_run=True,
+        parallel = rewrite.run_parallel(factory, planner, workers=3, id_bounds=bounds, dry_run=True,
                                          batch_size=10, list_limit=limit)
         assert list(parallel.changes) == list(single.changes)
         assert parallel.changes.total == single.changes.total == 160
@@ -289,15 +289,15 @@ def test_the_streamed_json_is_byte_for_byte_the_summary(count):
     """The CLI writes a dry run's rows in pieces; they make exactly `as_dict()`'s JSON."""
     import orjson
 
-    from toolkit import repair
+    from toolkit.writes import repair
 
-    changes = _rewrite.ChangeList(None if count != 3 else 2)
+    changes = rewrite.ChangeList(None if count != 3 else 2)
     for n in range(count):
         change = installations.Change(n + 1, patch={"apiKey": "x", RLO_KEY: "y"}, drop=(HOSTILE_KEY,),
                                       status=("installed", "configured"))
-        changes.add(n + 1, HOSTILE_APP, _rewrite.describe(change, ("previous #1",)))
+        changes.add(n + 1, HOSTILE_APP, rewrite.describe(change, ("previous #1",)))
     for changes_ in (changes, None):
-        result = _rewrite.RewriteResult(dry_run=changes_ is not None, changes=changes_)
+        result = rewrite.RewriteResult(dry_run=changes_ is not None, changes=changes_)
         for report in (rotation.RotationReport(result, {"current": "aa54cf22", "previous #1": "2f4119b3"}),
                        repair.RepairReport(result, FIXES)):
             streamed = b"".join(report.json_chunks())

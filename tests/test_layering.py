@@ -16,8 +16,8 @@ import pytest
 CORE_MODULES = [
     "toolkit", "toolkit.errors", "toolkit.settings", "toolkit.db", "toolkit.context",
     "toolkit.migrate", "toolkit.schema_check", "toolkit.cli", "toolkit.cli._migrate",
-    "toolkit.crypto", "toolkit.registry", "toolkit.configs", "toolkit.audit", "toolkit.nb",
-    "toolkit.inspection", "toolkit.browse", "toolkit.keys.rotation", "toolkit.keys.usage", "toolkit.repair", "toolkit.demo",
+    "toolkit.crypto", "toolkit.registry", "toolkit.writes.configs", "toolkit.audit", "toolkit.nb",
+    "toolkit.inspection", "toolkit.browse", "toolkit.keys.rotation", "toolkit.keys.usage", "toolkit.writes.repair", "toolkit.demo",
 ]
 TERMINAL_STACK = ("textual",)
 

@@ -9,7 +9,7 @@ import pytest
 
 from test_rotation import AppWritesWhilePlanning, _pg_writer
 from test_rotation_seed import LOST_KEY, NEW_KEY, OLD_KEY, REGISTRY, checksum, cli_env, insert_rows, keyring, open_under, rows, seal
-from toolkit import _rewrite, repair
+from toolkit.writes import repair, rewrite
 from toolkit.db import installations, open_postgres
 from toolkit.errors import UsageError
 from toolkit.registry import parse_registry
@@ -114,7 +114,7 @@ def test_status_fix_is_not_applied_when_the_app_empties_a_required_field_meanwhi
     planner = AppWritesWhilePlanning(repair.RepairPlanner(parse_registry(REGISTRY), keyring(NEW_KEY, OLD_KEY),
                                                           ["status.not-configured"]), ids[1], app)
     with installations.PostgresStore(open_postgres(url).url.dsn()) as store:
-        result = _rewrite.run_rewrite(store, planner, batch_size=4)
+        result = rewrite.run_rewrite(store, planner, batch_size=4)
     # The compare-and-swap missed, the re-read row was audited again and no longer qualifies.
     assert result.conflicts == 1 and not result.left and result.rows_changed == 0
     assert rows(url)[ids[1]][:2] == ("installed", {"apiKey": rows(url)[ids[1]][1]["apiKey"], "region": ""})
@@ -127,7 +127,7 @@ def test_dropping_a_key_keeps_a_concurrent_write_to_another(planted):
     planner = AppWritesWhilePlanning(repair.RepairPlanner(parse_registry(REGISTRY), keyring(NEW_KEY, OLD_KEY),
                                                           ["field.unknown"]), ids[3], app)
     with installations.PostgresStore(open_postgres(url).url.dsn()) as store:
-        result = _rewrite.run_rewrite(store, planner, batch_size=4)
+        result = rewrite.run_rewrite(store, planner, batch_size=4)
     # `legacy` holds an object, so this row's condition is its whole config: one miss, then done.
     assert result.conflicts == 1 and result.tally["field.unknown"] == 2
     config = rows(url)[ids[3]][1]

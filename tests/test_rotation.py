@@ -22,7 +22,7 @@ from test_rotation_seed import (
     seal,
     seed_stripe,
 )
-from toolkit import _rewrite
+from toolkit.writes import rewrite
 from toolkit.keys import rotation
 from toolkit.db import installations, open_postgres
 from toolkit.errors import ConfigError
@@ -151,7 +151,7 @@ def _pg_writer(url, sql, *params):
 
 
 def _run(store, planner, **options):
-    return _rewrite.run_rewrite(store, planner, batch_size=10, **options)
+    return rewrite.run_rewrite(store, planner, batch_size=10, **options)
 
 
 def test_write_to_another_field_neither_blocks_nor_is_lost(pg_url, registry):
@@ -321,7 +321,7 @@ def test_parallel_workers_from_a_threaded_process(pg_url, registry):
     thread = threading.Thread(target=stop.wait, daemon=True)
     thread.start()
     try:
-        assert _rewrite._start_method() != "fork"
+        assert rewrite._start_method() != "fork"
         report = rotation.rotate(open_postgres(pg_url), registry, keyring(NEW_KEY, OLD_KEY), workers=2, batch_size=8)
     finally:
         stop.set()

@@ -38,7 +38,7 @@ PAGE = 20
 # busy machine, so the app's writes land between a page's read and its write.
 DRIVER = """
 import collections, sys, time
-from toolkit import _rewrite
+from toolkit.writes import rewrite
 from toolkit.keys import rotation
 from toolkit.crypto import Keyring
 from toolkit.db import installations, open_postgres
@@ -55,7 +55,7 @@ class Slow:
 def page(n):
     print(n, sum(seen.values()) - len(seen), flush=True)
 with installations.PostgresStore(open_postgres(url).url.dsn()) as store:
-    _rewrite.run_rewrite(store, Slow(), batch_size=int(sys.argv[5]), after_batch=page)
+    rewrite.run_rewrite(store, Slow(), batch_size=int(sys.argv[5]), after_batch=page)
 print("finished", flush=True)
 """
 

@@ -36,7 +36,7 @@ _EXPORTS = {
     "Keyring": "toolkit.crypto",
     "Secret": "toolkit.crypto",
     "load_registry": "toolkit.registry",
-    "ConfigService": "toolkit.configs",
+    "ConfigService": "toolkit.writes.configs",
     "run_audit": "toolkit.audit",
     "Filters": "toolkit.audit",
     "Report": "toolkit.audit",

@@ -92,7 +92,7 @@ class Context:
     @functools.cached_property
     def configs(self):
         """The write path: validated, encrypted, compare-and-swap config changes."""
-        from .configs import ConfigService
+        from .writes.configs import ConfigService
 
         return ConfigService(self.database, self.registry, self.keyring)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..repair import FIXABLE, WHAT
-from .._rewrite import DEFAULT_LIST_LIMIT
+from ..writes.repair import FIXABLE, WHAT
+from ..writes.rewrite import DEFAULT_LIST_LIMIT
 from ._context import get_context
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
@@ -41,7 +41,7 @@ def repair(fixes, dry_run, yes, batch_size, max_retries, limit, as_json):
       toolkit repair --fix secret.plaintext --dry-run
       toolkit repair --fix field.unknown --fix status.not-configured --yes --json
     """
-    from .. import repair as repairs
+    from ..writes import repair as repairs
     from ..db import describe
 
     fixes = repairs.check_fixes(fixes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..keys.rotation import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
-from .._rewrite import DEFAULT_LIST_LIMIT
+from ..writes.rewrite import DEFAULT_LIST_LIMIT
 from ._context import get_context
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 

@@ -17,7 +17,7 @@ retired only once nothing needs it (DESIGN.md §4.4). Each value is classified b
                    decrypt is not "probably plaintext")
 
 The writing — pages, compare-and-swap on the old ciphertexts, retries, resumability, the
-pooler rules — is `_rewrite.run_rewrite`, shared with repairs. Rotation leaves `updated_at`
+pooler rules — is `rewrite.run_rewrite`, shared with repairs. Rotation leaves `updated_at`
 alone: the app reads exactly the same values afterwards.
 """
 
@@ -28,7 +28,7 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .. import _rewrite
+from ..writes import rewrite
 from ..db import installations
 from ..crypto import Keyring, format_ciphertext, split_strict
 from ..errors import ConfigError
@@ -41,7 +41,7 @@ NOT_OBJECT = "row:config.not-object"
 _FROM = "from:"  # "from:1" = rotated from previous #1
 _FROM_LABELS = tuple(f"{_FROM}{i}" for i in range(16))
 _GCM_TAG = 16
-DEFAULT_BATCH_SIZE = _rewrite.DEFAULT_BATCH_SIZE
+DEFAULT_BATCH_SIZE = rewrite.DEFAULT_BATCH_SIZE
 # Processes over disjoint id ranges. More than the cores: each worker spends about half its
 # time waiting for the database (read, then write), and the others fill that time
 # (measured on 2 cores, 1M installations: 2 workers 3.9x the plain UPDATE, 3 workers 3.1x, 4 workers 2.5x).
@@ -116,7 +116,7 @@ class RotationPlanner:
 
     def sources(self, tally) -> list[str]:
         """The key each re-encrypted value was under, in patch order: its `from:N` tally label
-        (a dry run's rows: `_rewrite.describe`)."""
+        (a dry run's rows: `rewrite.describe`)."""
         labels = self._labels
         return [labels[int(label[len(_FROM):])] for label in tally if label.startswith(_FROM)]
 
@@ -124,7 +124,7 @@ class RotationPlanner:
     def from_registry(cls, registry, keyring, **kwargs) -> "RotationPlanner":
         return cls({app.id: app.secret_keys for app in registry}, keyring, **kwargs)
 
-    def plan(self, row: installations.Row) -> _rewrite.Plan:
+    def plan(self, row: installations.Row) -> rewrite.Plan:
         # The hot loop of a rotation (millions of rows): locals, prebuilt tuples, and
         # tuple.__new__ for the two NamedTuples (their Python-level __new__ costs).
         keys = self.secret_keys.get(row.app_id)
@@ -158,21 +158,21 @@ class RotationPlanner:
             patch[key] = self.seal(status[2])  # plaintext
             tally += _ROTATED_FROM[index] if index < len(_ROTATED_FROM) else (ROTATED, f"{_FROM}{index}")
         if patch is None:
-            return _new(_rewrite.Plan, (None, tally))
+            return _new(rewrite.Plan, (None, tally))
         change = _new(installations.Change, (row.id, expect, patch) + _CHANGE_DEFAULTS)
-        return _new(_rewrite.Plan, (change, tally))
+        return _new(rewrite.Plan, (change, tally))
 
 
 _new = tuple.__new__
 _CHANGE_DEFAULTS = tuple(installations.Change._field_defaults[name] for name in installations.Change._fields[3:])
 _ROTATED_FROM = tuple((ROTATED, label) for label in _FROM_LABELS)
-_UNKNOWN_APP_PLAN = _rewrite.Plan(None, (UNKNOWN_APP,))
-_NOT_OBJECT_PLAN = _rewrite.Plan(None, (NOT_OBJECT,))
+_UNKNOWN_APP_PLAN = rewrite.Plan(None, (UNKNOWN_APP,))
+_NOT_OBJECT_PLAN = rewrite.Plan(None, (NOT_OBJECT,))
 
 
 @dataclasses.dataclass
 class RotationReport:
-    result: _rewrite.RewriteResult
+    result: rewrite.RewriteResult
     keys: dict  # label -> fingerprint, current first
     include_current: bool = False
 
@@ -223,7 +223,7 @@ class RotationReport:
 
     def json_chunks(self):
         """`as_dict()` as indented JSON, in pieces (a dry run's rows streamed)."""
-        return _rewrite.json_document(self.as_dict(listing=False), self.result.changes)
+        return rewrite.json_document(self.as_dict(listing=False), self.result.changes)
 
     def render(self) -> str:
         data = self.as_dict(listing=False)
@@ -263,9 +263,9 @@ class RotationReport:
 
 
 def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, include_current: bool = False,
-           batch_size: int = DEFAULT_BATCH_SIZE, max_retries: int = _rewrite.DEFAULT_MAX_RETRIES,
+           batch_size: int = DEFAULT_BATCH_SIZE, max_retries: int = rewrite.DEFAULT_MAX_RETRIES,
            workers: int = DEFAULT_WORKERS, progress=None, after_batch=None,
-           list_limit: int | None = _rewrite.DEFAULT_LIST_LIMIT) -> RotationReport:
+           list_limit: int | None = rewrite.DEFAULT_LIST_LIMIT) -> RotationReport:
     """Rotate every password value to the current key (or, with `dry_run`, count what would be,
     listing the first `list_limit` (installation, field) rows it would change; None: all).
 
@@ -285,9 +285,9 @@ def rotate(database, registry, keyring: Keyring, *, dry_run: bool = False, inclu
             bounds = store.id_bounds()
             parallel = bounds[1] - bounds[0] >= 2 * batch_size  # forking costs more than small tables take
         if not parallel:
-            result = _rewrite.run_rewrite(store, planner, progress=progress, after_batch=after_batch, **options)
+            result = rewrite.run_rewrite(store, planner, progress=progress, after_batch=after_batch, **options)
     if parallel:
-        result = _rewrite.run_parallel(factory, planner, workers=workers, id_bounds=bounds, progress=progress, **options)
+        result = rewrite.run_parallel(factory, planner, workers=workers, id_bounds=bounds, progress=progress, **options)
     keys = {key.label: key.fingerprint for key in keyring.keys}
     return RotationReport(result, keys, include_current)
 

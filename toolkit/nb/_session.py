@@ -155,7 +155,7 @@ class Session:
 
     @property
     def configs(self):
-        """The config service (toolkit.configs.ConfigService): validated, encrypted, CAS writes."""
+        """The config service (toolkit.writes.configs.ConfigService): validated, encrypted, CAS writes."""
         self.database  # noqa: B018 — bound to this session's database first
         return self.context.configs
 

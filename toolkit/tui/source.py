@@ -133,6 +133,6 @@ class DataSource:
 
     # --- writes -----------------------------------------------------------------------
     def config_service(self):
-        from ..configs import ConfigService
+        from ..writes.configs import ConfigService
 
         return ConfigService(self.database, self.registry, self.keyring)

@@ -48,11 +48,11 @@ from collections.abc import Callable, Mapping
 import peewee
 from peewee import EXCLUDED, Cast, Value, fn
 
-from .codes import APP_UNKNOWN
-from .db import APP_STATUSES, AppInstallation, installations, is_postgres, read_only, translate_errors
-from .db.json_values import decode_config
-from .errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
-from .registry import (
+from ..codes import APP_UNKNOWN
+from ..db import APP_STATUSES, AppInstallation, installations, is_postgres, read_only, translate_errors
+from ..db.json_values import decode_config
+from ..errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
+from ..registry import (
     CONFIG_NON_STRING,
     CONFIG_NOT_OBJECT,
     FIELD_INVALID,
@@ -65,7 +65,6 @@ from .registry import (
     schema_problems,
 )
 
-APP_UNKNOWN = APP_UNKNOWN
 UNIQUE_INDEX = "app_installations_user_app_idx"
 
 
@@ -285,7 +284,7 @@ class ConfigService:
         return stored
 
     def _encrypt_one(self, key: str, value: str) -> str:
-        from .errors import AlreadyEncrypted
+        from ..errors import AlreadyEncrypted
 
         if self.keyring is None:
             raise ConfigError("ENCRYPTION_KEY is not set: it is needed to store password fields",

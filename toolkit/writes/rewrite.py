@@ -38,8 +38,8 @@ import itertools
 import time
 from typing import Callable, Iterable, Iterator, NamedTuple, Protocol, Sequence
 
-from .db.installations import BEFORE_ALL, Change, Row
-from .safe_text import escape_text
+from ..db.installations import BEFORE_ALL, Change, Row
+from ..safe_text import escape_text
 
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_MAX_RETRIES = 3
@@ -200,7 +200,7 @@ def _encodable(field):
     """A key as JSON can carry it: a lone surrogate (readable only by the slow decoder) escaped."""
     if field is None or field.isascii():
         return field
-    from .audit.checks import safe_name
+    from ..audit.checks import safe_name
 
     return safe_name(field)
 
@@ -395,7 +395,7 @@ class _WorkerError(NamedTuple):
 
 
 def _worker(store_factory, planner, id_range, options):
-    from .errors import ToolkitError
+    from ..errors import ToolkitError
 
     queue = _progress_queue
     try:

@@ -7,7 +7,7 @@
 What is a finding is the audit's business: each row goes through the audit's own
 per-installation routine (`toolkit.audit.row_auditor.Auditor`) and only its findings are acted on —
 nothing here re-implements a rule. The writing is the rotation's machinery
-(`_rewrite.run_rewrite`): keyset pages, one UPDATE per page, compare-and-swap, retries,
+(`rewrite.run_rewrite`): keyset pages, one UPDATE per page, compare-and-swap, retries,
 resumable, pooler-safe. The conditions:
 
 - secret.plaintext and field.unknown change single keys: the row is written only if those
@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from .codes import FIELD_UNKNOWN, SECRET_PLAINTEXT, STATUS_NOT_CONFIGURED
-from . import _rewrite
-from .db import installations
-from .errors import AlreadyEncrypted, UsageError
+from ..codes import FIELD_UNKNOWN, SECRET_PLAINTEXT, STATUS_NOT_CONFIGURED
+from . import rewrite
+from ..db import installations
+from ..errors import AlreadyEncrypted, UsageError
 
-SECRET_PLAINTEXT = SECRET_PLAINTEXT
-STATUS_NOT_CONFIGURED = STATUS_NOT_CONFIGURED
-FIELD_UNKNOWN = FIELD_UNKNOWN
 FIXABLE = (SECRET_PLAINTEXT, STATUS_NOT_CONFIGURED, FIELD_UNKNOWN)
 WHAT = {
     SECRET_PLAINTEXT: "encrypt the plaintext password value with the current key",
@@ -51,7 +48,7 @@ def check_fixes(fixes) -> tuple[str, ...]:
     fixes = tuple(dict.fromkeys(f.strip() for f in fixes if f and f.strip()))
     if not fixes:
         raise UsageError("name at least one fix: --fix CODE", hint=f"fixable codes: {', '.join(FIXABLE)}")
-    from .codes import CODES
+    from ..codes import CODES
 
     for code in fixes:
         if code not in FIXABLE:
@@ -64,7 +61,7 @@ class RepairPlanner:
     """Per row: the audit's findings among `fixes`, turned into one compare-and-swap change."""
 
     def __init__(self, registry, keyring, fixes):
-        from .audit.row_auditor import Auditor
+        from ..audit.row_auditor import Auditor
 
         self.fixes = frozenset(check_fixes(fixes))
         self._args = (registry, keyring, tuple(self.fixes))
@@ -75,7 +72,7 @@ class RepairPlanner:
     def __reduce__(self):
         return (RepairPlanner, self._args)
 
-    def plan(self, row: installations.Row) -> _rewrite.Plan:
+    def plan(self, row: installations.Row) -> rewrite.Plan:
         auditor = self.auditor
         self._audited += 1
         if self._audited % _RESET_EVERY == 0:
@@ -83,11 +80,11 @@ class RepairPlanner:
         found = auditor.findings
         auditor.audit(row.id, 0, row.app_id, row.status, None, row.config_text)
         if not found:
-            return _rewrite.Plan(None)
+            return rewrite.Plan(None)
         findings = [(f[0], f[4]) for f in found if f[0] in self.fixes]
         found.clear()
         if not findings:
-            return _rewrite.Plan(None)
+            return rewrite.Plan(None)
         config = row.config  # a finding on a field implies the config is an object
         expect, patch, drop, tally = {}, {}, [], []
         whole = False
@@ -117,15 +114,15 @@ class RepairPlanner:
                     whole = True  # jsonb containment of arrays/objects is not equality
             tally.append(code)
         if not (patch or drop or status):
-            return _rewrite.Plan(None, tuple(tally))
+            return rewrite.Plan(None, tuple(tally))
         change = installations.Change(row.id, expect=expect, patch=patch, drop=tuple(drop), status=status,
                                  whole=whole, whole_config=row.config_text if whole else None, touch=True)
-        return _rewrite.Plan(change, tuple(tally))
+        return rewrite.Plan(change, tuple(tally))
 
 
 @dataclasses.dataclass
 class RepairReport:
-    result: _rewrite.RewriteResult
+    result: rewrite.RewriteResult
     fixes: tuple
 
     @property
@@ -160,7 +157,7 @@ class RepairReport:
 
     def json_chunks(self):
         """`as_dict()` as indented JSON, in pieces (a dry run's rows streamed)."""
-        return _rewrite.json_document(self.as_dict(listing=False), self.result.changes)
+        return rewrite.json_document(self.as_dict(listing=False), self.result.changes)
 
     def render(self) -> str:
         data = self.as_dict(listing=False)
@@ -193,8 +190,8 @@ class RepairReport:
 
 
 def repair(database, registry, keyring, fixes, *, dry_run: bool = False,
-           batch_size: int = _rewrite.DEFAULT_BATCH_SIZE, max_retries: int = _rewrite.DEFAULT_MAX_RETRIES,
-           progress=None, after_batch=None, list_limit: int | None = _rewrite.DEFAULT_LIST_LIMIT) -> RepairReport:
+           batch_size: int = rewrite.DEFAULT_BATCH_SIZE, max_retries: int = rewrite.DEFAULT_MAX_RETRIES,
+           progress=None, after_batch=None, list_limit: int | None = rewrite.DEFAULT_LIST_LIMIT) -> RepairReport:
     """Apply the chosen fixes to every installation that has those findings (or, with
     `dry_run`, count them and list the first `list_limit` (installation, field) rows; None: all)."""
     fixes = check_fixes(fixes)
@@ -204,7 +201,7 @@ def repair(database, registry, keyring, fixes, *, dry_run: bool = False,
     with installations.store_factory(database, read_only=dry_run)() as store:
         if not dry_run:
             store.check_writable()
-        result = _rewrite.run_rewrite(store, planner, batch_size=batch_size, dry_run=dry_run,
+        result = rewrite.run_rewrite(store, planner, batch_size=batch_size, dry_run=dry_run,
                                       max_retries=max_retries, progress=progress, after_batch=after_batch,
                                       list_limit=list_limit)
     return RepairReport(result, fixes)
