@@ -193,7 +193,22 @@ def _retryable():
     return (errors.LockNotAvailable, errors.TransactionRollback)
 
 
-class PostgresStore:
+class _Store:
+    """A store holds one connection of its own; `with store:` closes it."""
+
+    connection = None
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class PostgresStore(_Store):
     """Pages and compare-and-swap writes on its own psycopg2 connection (pooler-safe)."""
 
     def __init__(self, dsn: str, *, read_only: bool = False, lock_timeout: str = LOCK_TIMEOUT):
@@ -323,15 +338,6 @@ class PostgresStore:
     def _transaction(self):
         return _PgTransaction(self)
 
-    def close(self) -> None:
-        self.connection.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 _RETRYABLE = _retryable()
 
@@ -373,7 +379,7 @@ def _database_error(exc) -> DatabaseError:
     return DatabaseError(message, hint="every committed batch is final: run the command again to finish")
 
 
-class SqliteStore:
+class SqliteStore(_Store):
     """The demo database. One writer at a time: BEGIN IMMEDIATE, re-check, write."""
 
     def __init__(self, path, *, read_only: bool = False):
@@ -433,14 +439,6 @@ class SqliteStore:
             raise
         return applied
 
-    def close(self) -> None:
-        self.connection.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _sqlite_write(execute, changes) -> set[int]:

@@ -215,15 +215,12 @@ class RotationReport:
                 "config_not_object": r.tally[NOT_OBJECT],
                 "deleted_meanwhile": r.gone,
             },
-            "conflicts": {"retried": r.conflicts, "left": len(r.left), "left_ids": sorted(r.left)},
-            "batches": r.batches,
-            "seconds": round(r.elapsed, 3),
-            **(r.changes_dict() if listing else {}),
+            **r.summary_tail(listing=listing),
         }
 
     def json_chunks(self):
         """`as_dict()` as indented JSON, in pieces (a dry run's rows streamed)."""
-        return rewrite.json_document(self.as_dict(listing=False), self.result.changes)
+        return self.result.json_chunks(self.as_dict(listing=False))
 
     def render(self) -> str:
         data = self.as_dict(listing=False)

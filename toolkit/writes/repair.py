@@ -149,15 +149,12 @@ class RepairReport:
             "fixes": {code: {"fixed": self.fixed(code), "what": WHAT[code]} for code in self.fixes},
             "skipped": self.skipped(),
             "rows": {"scanned": r.rows_scanned, "changed": r.rows_changed, "deleted_meanwhile": r.gone},
-            "conflicts": {"retried": r.conflicts, "left": len(r.left), "left_ids": sorted(r.left)},
-            "batches": r.batches,
-            "seconds": round(r.elapsed, 3),
-            **(r.changes_dict() if listing else {}),
+            **r.summary_tail(listing=listing),
         }
 
     def json_chunks(self):
         """`as_dict()` as indented JSON, in pieces (a dry run's rows streamed)."""
-        return rewrite.json_document(self.as_dict(listing=False), self.result.changes)
+        return self.result.json_chunks(self.as_dict(listing=False))
 
     def render(self) -> str:
         data = self.as_dict(listing=False)

@@ -224,6 +224,20 @@ class RewriteResult:
             return {}
         return {"changes": self.changes.as_list(), "changes_not_listed": self.changes.not_listed}
 
+    def summary_tail(self, *, listing: bool) -> dict:
+        """The end every rewrite's JSON summary shares (rotation, repairs): conflicts, batches,
+        seconds and, with `listing`, a dry run's rows."""
+        return {
+            "conflicts": {"retried": self.conflicts, "left": len(self.left), "left_ids": sorted(self.left)},
+            "batches": self.batches,
+            "seconds": round(self.elapsed, 3),
+            **(self.changes_dict() if listing else {}),
+        }
+
+    def json_chunks(self, summary: dict):
+        """`summary` (built with listing=False) as indented JSON, a dry run's rows streamed after it."""
+        return json_document(summary, self.changes)
+
     def merge(self, other: "RewriteResult") -> None:
         self.rows_scanned += other.rows_scanned
         self.rows_changed += other.rows_changed
