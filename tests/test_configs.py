@@ -319,20 +319,23 @@ def test_configured_needs_every_required_field(backend, service):
 
 
 def test_configured_checks_stored_secrets_decrypt_and_are_valid(backend, service, keyring):
+    """set_status("configured") refuses exactly what the audit would report as an error on
+    the configured installation (the one per-installation rule), with the audit's codes."""
     installation = service.install(add_user(backend), "slack", {"channel": "#ops"})
     other = backend.other()
     cases = [
-        ({"channel": "#ops", "botToken": "xoxb-plaintext"}, "stored in plaintext"),
-        ({"channel": "#ops", "botToken": "00" * 10 + ":" + "11" * 16 + ":22"}, "malformed ciphertext"),
-        ({"channel": "#ops", "botToken": Keyring.from_materials([os.urandom(32)]).encrypt("xoxb-1")}, "does not decrypt"),
-        ({"channel": "#ops", "botToken": keyring.encrypt("not-a-token")}, "does not match the pattern"),
-        ({"channel": "#ops", "botToken": keyring.encrypt("")}, "decrypts to an empty value"),
+        ({"channel": "#ops", "botToken": "xoxb-plaintext"}, "secret.plaintext", "stored in plaintext"),
+        ({"channel": "#ops", "botToken": "00" * 10 + ":" + "11" * 16 + ":22"}, "secret.malformed", "malformed ciphertext"),
+        ({"channel": "#ops", "botToken": Keyring.from_materials([os.urandom(32)]).encrypt("xoxb-1")},
+         "secret.undecryptable", "no key of the keyring"),
+        ({"channel": "#ops", "botToken": keyring.encrypt("not-a-token")}, "field.invalid", "does not match the pattern"),
+        ({"channel": "#ops", "botToken": keyring.encrypt("")}, "field.missing", "decrypts to an empty value"),
     ]
-    for config, message in cases:
+    for config, code, message in cases:
         backend.write_config(other, installation.id, config)
         with pytest.raises(ConfigValidationError) as info:
             service.set_status(installation.id, "configured")
-        assert [p.field for p in info.value.problems] == ["botToken"]
+        assert [(p.field, p.code) for p in info.value.problems] == [("botToken", code)]
         assert message in info.value.problems[0].message
         assert backend.row(installation.id)[3] == "installed"
     backend.write_config(other, installation.id, {"channel": "#ops", "botToken": keyring.encrypt("xoxb-1-abc"), "legacy": "x"})

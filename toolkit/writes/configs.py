@@ -48,7 +48,8 @@ from collections.abc import Callable, Mapping
 import peewee
 from peewee import EXCLUDED, Cast, Value, fn
 
-from ..codes import APP_UNKNOWN
+from ..codes import APP_UNKNOWN, CODES, ERROR
+from ..crypto import Keyring
 from ..db import APP_STATUSES, AppInstallation, installations, is_postgres, read_only, translate_errors
 from ..db.json_values import decode_config
 from ..errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
@@ -298,33 +299,18 @@ class ConfigService:
             ) from None
 
     def _configuration_problems(self, app: AppDefinition, config) -> list[Problem]:
-        problems = [p for p in app.validate(config, complete=True) if p.code != FIELD_UNKNOWN]
-        if not isinstance(config, dict) or not app.secret_keys:
-            return problems
-        for key in app.secret_keys:
-            value = config.get(key)
-            if not isinstance(value, str) or value == "":
-                continue  # reported above when required
-            if self.keyring is None:
-                raise ConfigError("ENCRYPTION_KEY is not set: it is needed to check password fields")
-            self.keyring.current  # noqa: B018 — ConfigError when no key is set
-            found = self.keyring.inspect(value)
-            field = app.field(key)
-            if found.kind == "plaintext":
-                problems.append(Problem(FIELD_INVALID, key, "stored in plaintext, not encrypted"))
-            elif found.kind == "malformed":
-                problems.append(Problem(FIELD_INVALID, key, f"malformed ciphertext ({found.reason})"))
-            elif found.plaintext is None:
-                problems.append(Problem(FIELD_INVALID, key, "does not decrypt with any key of the keyring"))
-            else:
-                plaintext = found.plaintext.decode("utf-8", errors="replace")
-                if plaintext == "" and field.required:
-                    problems.append(Problem(FIELD_MISSING, key, "required field decrypts to an empty value"))
-                else:
-                    message = check_value(field, plaintext)
-                    if message is not None:
-                        problems.append(Problem(FIELD_INVALID, key, message))
-        return problems
+        """The errors the audit would report on this stored config were the installation
+        `configured` — `audit.checks.installation_problems`, the one per-installation rule —
+        but for unknown keys (a warning: the app ignores them)."""
+        from ..audit.checks import installation_problems
+
+        if self.keyring is None and isinstance(config, dict) and any(
+                isinstance(config.get(key), str) and config.get(key) for key in app.secret_keys):
+            raise ConfigError("ENCRYPTION_KEY is not set: it is needed to check password fields")
+        keyring = self.keyring if self.keyring is not None else Keyring(())
+        stored = {} if config is None else config  # as decoded (NULL counts as {})
+        found = installation_problems(app, app.id, "configured", stored, keyring, check_value)
+        return [Problem(code, field, message) for code, field, message in found if CODES[code].severity == ERROR]
 
     def _app(self, app_id: str) -> AppDefinition:
         app = self.registry.get(app_id)
