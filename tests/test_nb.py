@@ -280,7 +280,20 @@ def test_findings_plot_stacks_every_finding(tk):
     (axes,) = figure.axes
     assert sum(patch.get_width() for patch in axes.patches) == len(result)
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == [c for c, n in result.by_code.items() if n]
+    found = [c for c, n in result.by_code.items() if n]
+    from toolkit.audit import CODES, SEVERITIES
+
+    rank = {s: n for n, s in enumerate(SEVERITIES)}
+    assert legend == sorted(found, key=lambda c: rank[CODES[c].severity])  # grouped: errors, warnings, info
+    # Each code's bars in its severity's family: reds for errors, ambers for warnings, blues for info.
+    for code, handle in zip(legend, axes.get_legend().legend_handles):
+        red, green, blue, _ = handle.get_facecolor()
+        severity = CODES[code].severity
+        if severity == "info":
+            assert blue > red and blue > green, code
+        else:
+            assert red > blue and red >= green, code
+            assert (green > blue + 0.15) == (severity == "warning"), code  # amber has green in it, red less
     assert [t.get_text() for t in axes.get_yticklabels()][-1] == "stripe"  # the most findings on top
 
 
@@ -365,3 +378,92 @@ def test_fixing_a_finding_through_the_config_service(tk):
     tk.configs.update_config(finding.installation_id, {"region": "eu"})
     assert tk.config(finding.installation_id).field("region").display == "eu"
     assert len(tk.audit(app="stripe").where(installation_id=finding.installation_id)) == 0
+
+
+# ---- issue 15: code=, severity colours, one limit, interactive tables (opt-in) ----------------
+
+def _save_an_audit(tk):
+    from toolkit.audit.store import audit, open_store
+
+    with open_store(tk.settings) as store:
+        return audit(tk.database, tk.registry, tk.keyring, store=store, jobs=1)
+
+
+def test_installations_by_code_come_from_the_latest_saved_audit(tk):
+    with pytest.raises(UsageError, match="saved audit"):
+        tk.installations(code="secret.stale-key")
+    report = _save_an_audit(tk)
+    stale = sorted({f.installation_id for f in report.findings if f.code == "secret.stale-key"})
+    secret = {f.installation_id for f in report.findings if f.code.startswith("secret.") and f.installation_id}
+    assert stale and tk.installations(code="secret.stale-key").column("id") == stale
+    assert set(tk.installations(code="secret", limit=1000).column("id")) == secret  # a prefix, as --code
+    assert tk.installations(code=["secret.stale-key"], ids=stale[:1]).column("id") == stale[:1]
+    narrowed = tk.installations(code="secret", app="stripe", limit=1000)
+    assert narrowed.rows and {row[3] for row in narrowed} == {"stripe"}
+    assert set(narrowed.column("id")) <= secret
+    with pytest.raises(UsageError):
+        tk.installations(code="no.such-code")
+
+
+def test_every_table_colours_severities_alike(tk):
+    from toolkit.nb._html import SEVERITY_COLORS
+
+    result = tk.audit()
+    red = SEVERITY_COLORS["error"]
+    for table in (result.codes(), result.table(), result.apps()):
+        page = table._repr_html_()
+        assert f'<span style="color:{red}' in page, table.title
+    # The findings table as a plain Table (not through AuditResult) is coloured too.
+    assert f'<span style="color:{red};font-weight:600">error</span>' in result.table()._repr_html_()
+    # A count column named after a severity: non-zero counts coloured, zeros left plain.
+    apps = result.apps()._repr_html_()
+    assert f'<th style="text-align:left;padding:2px 8px;border-bottom:1px solid #999"><span style="color:{red}">error</span></th>' in apps
+    customer = nb.Table("t", ("severity", "note"), [("error", MARKUP)])._repr_html_()
+    assert "<img" not in customer and "&lt;img" in customer
+
+
+def test_one_limit_name_and_default_everywhere():
+    import inspect
+
+    for helper in (nb.Session.installations, nb.Session.users, nb.Session.history, nb.history):
+        assert inspect.signature(helper).parameters["limit"].default == nb.LIMIT, helper
+
+
+def test_interactive_tables_are_opt_in_and_the_default_html_does_not_depend_on_itables(tk):
+    itables = pytest.importorskip("itables")
+    table = tk.users(limit=3)
+    static = table._repr_html_()
+    assert "<table" in static and "itables" not in static.lower()  # installed, yet not used
+    try:
+        assert tk.interactive() is True
+        shown = table._repr_html_()
+        assert "<table" in shown and shown != static and "new ITable(" in shown
+        hostile = nb.Table("t", ("note",), [(MARKUP,)])._repr_html_()
+        assert "<img src=x" not in hostile and "&lt;img src=x" in hostile  # cells stay escaped
+    finally:
+        tk.interactive(False)
+    assert table._repr_html_() == static
+    assert itables is not None
+
+
+WITHOUT_ITABLES = textwrap.dedent("""
+    import sys
+    sys.modules["itables"] = None      # a real import failure for `import itables`
+    from toolkit import nb
+    tk = nb.connect(demo=True)
+    print(tk.audit().codes()._repr_html_())
+    try:
+        tk.interactive()
+    except ImportError as error:
+        print(error)
+""")
+
+
+def test_without_itables_the_html_is_the_same_and_interactive_names_the_extra(demo_template, tmp_path, tk):
+    env = {**os.environ, "TOOLKIT_DATA_DIR": str(demo_template.parent), "TOOLKIT_ACCESS_LOG": str(tmp_path / "log")}
+    result = subprocess.run([sys.executable, "-c", WITHOUT_ITABLES], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    html, message = result.stdout.rstrip("\n").split("\n")
+    assert html == tk.audit().codes()._repr_html_()  # here itables may well be installed: same bytes
+    assert "pip install 'installation-toolkit[itables]'" in message

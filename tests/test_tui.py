@@ -12,6 +12,7 @@ import pytest
 from rich.text import Text
 from test_browse_seed import GENERATED, MARKUP_VALUE, SECRET_SLACK, SECRET_STRIPE, keyring, seed, sqlite_database
 
+from toolkit.crypto import mask
 from toolkit.crypto.access_log import read_entries
 from toolkit.registry import parse_registry
 from toolkit.settings import Settings
@@ -19,7 +20,7 @@ from toolkit.tui import DashboardApp, DataSource
 from toolkit.tui.screens.installation import InstallationScreen
 from toolkit.tui.screens.installations import InstallationsScreen
 from toolkit.tui.screens.modals import ConfirmScreen
-from toolkit.tui.widgets import PageTable, RevealedValues
+from toolkit.tui.widgets import PageTable
 
 from test_browse_seed import REGISTRY
 
@@ -62,6 +63,11 @@ async def settle(pilot):
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+
+
+def config_value(app, key: str) -> str:
+    """The Value cell of `key` in the installation screen's config table, as text."""
+    return str(app.screen.query_one("#config").get_row(key)[3])
 
 
 def table_text(table) -> str:
@@ -235,9 +241,9 @@ async def test_reveal_asks_logs_shows_and_forgets_on_leaving(seeded, settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await reveal_first_secret(app, pilot)
-        revealed = app.screen.query_one(RevealedValues)
+        revealed = app.screen.revealed
         assert revealed.secret("apiKey").reveal() == SECRET_STRIPE
-        assert SECRET_STRIPE in str(revealed.render())
+        assert SECRET_STRIPE in config_value(app, "apiKey")  # in its row, instead of the mask
         [entry] = read_entries(settings)
         assert entry["installation_id"] == 1 and entry["field"] == "apiKey" and entry["via"] == "dashboard"
         assert entry["key_fingerprint"] == keyring().current.fingerprint
@@ -247,7 +253,7 @@ async def test_reveal_asks_logs_shows_and_forgets_on_leaving(seeded, settings):
         assert revealed.keys == []
         app.open_installation(1)
         await settle(pilot)
-        assert SECRET_STRIPE not in str(app.screen.query_one(RevealedValues).render())
+        assert app.screen.revealed.keys == [] and SECRET_STRIPE not in config_value(app, "apiKey")
 
 
 @run_async
@@ -259,7 +265,7 @@ async def test_declining_the_reveal_shows_and_logs_nothing(seeded, settings):
         await settle(pilot)
         await pilot.press("v", "n")
         await settle(pilot)
-        assert app.screen.query_one(RevealedValues).keys == []
+        assert app.screen.revealed.keys == []
         assert read_entries(settings) == []
 
 
@@ -272,7 +278,7 @@ async def test_switching_screens_forgets_revealed_values(seeded, settings):
         screen = app.screen
         await pilot.press("u")
         await settle(pilot)
-        assert screen.query_one(RevealedValues).keys == []
+        assert screen.revealed.keys == []
 
 
 @run_async
@@ -282,11 +288,11 @@ async def test_screenshots_mask_revealed_values_unless_asked(seeded, settings, t
         await settle(pilot)
         await reveal_first_secret(app, pilot)
         svg = app.export_screenshot()
-        assert SECRET_STRIPE not in svg and "hidden in screenshots" in _svg_text(svg)
+        assert SECRET_STRIPE not in svg and mask(SECRET_STRIPE, 4) in _svg_text(svg)
         path = app.save_screenshot("shot.svg", str(tmp_path))  # what the palette's Screenshot saves
         assert SECRET_STRIPE not in open(path).read()
         # Still revealed on the terminal itself, and included when explicitly asked.
-        assert SECRET_STRIPE in str(app.screen.query_one(RevealedValues).render())
+        assert SECRET_STRIPE in config_value(app, "apiKey")
         app.include_secrets_in_screenshot = True
         assert SECRET_STRIPE in _svg_text(app.export_screenshot())
 
@@ -308,7 +314,15 @@ async def test_copy_a_revealed_value(seeded, settings):
 
 @run_async
 async def test_revealed_values_are_not_selectable(seeded, settings):
-    assert RevealedValues.ALLOW_SELECT is False
+    from textual.widgets import DataTable
+
+    # They show only in the config table (a DataTable), which offers no text selection.
+    assert DataTable.ALLOW_SELECT is False
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await reveal_first_secret(app, pilot)
+        assert type(app.screen.query_one("#config")).ALLOW_SELECT is False
 
 
 @run_async
@@ -326,7 +340,7 @@ async def test_awkward_configs_render(seeded, settings):
         assert "malformed ciphertext" in shown and MARKUP_VALUE in shown
         await pilot.press("v", "y")  # the access token is masked, shaped like a ciphertext
         await settle(pilot)
-        assert app.screen.query_one(RevealedValues).keys == []
+        assert app.screen.revealed.keys == []
         assert any("Not revealed" == n.title for n in app._notifications)
         await pilot.press("escape")
         app.open_installation(5)  # an app the registry does not know
@@ -344,7 +358,7 @@ async def test_no_key_configured_still_browses(seeded, settings):
         assert "encrypted (no key configured)" in screen_text(app)
         await pilot.press("v", "y")
         await settle(pilot)
-        assert app.screen.query_one(RevealedValues).keys == []
+        assert app.screen.revealed.keys == []
         assert read_entries(settings) == []
 
 

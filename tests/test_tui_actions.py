@@ -139,14 +139,25 @@ async def test_edit_a_field_and_cancel_writes_nothing(seeded, settings):
 
 
 @run_async
-async def test_invalid_edit_is_refused_with_the_reason(seeded, settings):
+async def test_an_invalid_edit_is_validated_before_the_confirmation_which_refuses_it(seeded, settings):
     app = make_app(seeded, settings, write=True)
     async with app.run_test(size=SIZE) as pilot:
         await open_write(app, pilot, 1)
-        await pilot.press("down", "e", "ctrl+u", *"mars", "enter", "y")
+        await pilot.press("down", "e", "ctrl+u", *"mars", "enter")
         await settle(pilot)
+        # The confirmation comes up with the config service's problems, before any answer.
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.problems
+        shown = screen_text(app)
+        assert "Cannot be saved" in shown and "region:" in shown and "[field.invalid]" in shown
+        assert "Save (y)" not in shown and "Back (n)" in shown
+        await pilot.press("y")  # refused: nothing to confirm
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
         assert stored(seeded, 1).config["region"] == "eu"
-        assert any(n.title == "Not saved" for n in app._notifications)
+        await pilot.press("enter")  # the only button: Back
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationScreen)
+        assert stored(seeded, 1).config["region"] == "eu"
 
 
 @run_async

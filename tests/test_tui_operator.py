@@ -250,3 +250,109 @@ async def test_a_revealed_value_replaces_its_mask_in_its_row_until_hidden(seeded
         await pilot.press("v")  # hides it
         await settle(pilot)
         assert value().startswith(mask(SECRET_STRIPE, 4)) and SECRET_STRIPE not in screen_text(app)
+
+
+@run_async
+async def test_the_raw_view_shows_the_config_as_json_with_every_secret_masked(seeded, settings):
+    from test_browse_seed import MARKUP_VALUE, SECRET_SLACK
+
+    from toolkit.crypto import mask
+    from toolkit.safe_text import UNSAFE_RANGES
+    from toolkit.tui.screens.modals import TextScreen
+
+    app = make_app(seeded, settings)
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot)
+        app.open_installation(2)
+        await settle(pilot)
+        assert "j Raw JSON" in screen_text(app)  # the binding is in the footer
+        await pilot.press("j")
+        await settle(pilot)
+        assert isinstance(app.screen, TextScreen)
+        body = str(app.screen.body)
+        assert json.loads(body) == {"botToken": mask(SECRET_SLACK, 4), "channel": MARKUP_VALUE}
+        assert not any(low <= ord(c) <= high for c in body.replace("\n", "") for low, high in UNSAFE_RANGES)
+        svg = app.export_screenshot()
+        assert SECRET_SLACK not in svg and SECRET_SLACK not in body
+        assert "[bold]x[/]" in screen_text(app)  # markup stays literal
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationScreen)
+
+
+@run_async
+async def test_the_raw_view_masks_a_revealed_secret_too(seeded, settings):
+    from test_browse_seed import SECRET_STRIPE
+
+    app = make_app(seeded, settings)
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot)
+        app.open_installation(1)
+        await settle(pilot)
+        await pilot.press("v", "y")  # revealed in its row
+        await settle(pilot)
+        await pilot.press("j")
+        await settle(pilot)
+        assert SECRET_STRIPE not in str(app.screen.body) and SECRET_STRIPE not in screen_text(app)
+
+
+@run_async
+async def test_copy_one_cell_of_the_list(seeded, settings):
+    from toolkit.tui.screens.modals import ChoiceScreen
+
+    app = make_app(seeded, settings)
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "c")  # row 2, then which cell
+        await settle(pilot)
+        assert isinstance(app.screen, ChoiceScreen)
+        assert app.screen.choices[:5] == ["ID", "User", "App", "Status", "Findings"]
+        await pilot.press("down", "enter")  # User
+        await settle(pilot)
+        assert app.clipboard == "alice@example.com"
+        assert (settings.export_dir / "clipboard.txt").read_text(encoding="utf-8") == "alice@example.com\n"
+        assert any("user of row 2" in m and "clipboard.txt" in m for m in messages(app))
+
+
+@run_async
+async def test_the_users_list_says_how_many_match(seeded, settings):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("u")
+        await settle(pilot)
+        users = 3 + GENERATED
+        assert f"1–100 of {users} users match" in screen_text(app)
+        await type_filter(pilot, "role:admin")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "1–1 of 1 user match" in screen_text(app)
+        await pilot.press("escape")  # clears the filter
+        await settle(pilot)
+        await type_filter(pilot, "nobody-like-this")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "no users match" in screen_text(app)
+
+
+@pytest.mark.parametrize("typed", ["id:137", "id:137 app:stripe"])
+@run_async
+async def test_escape_from_an_installation_opened_by_id_keeps_the_filter(seeded, settings, typed):
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await type_filter(pilot, typed)
+        await pilot.pause(LIVE_FILTER_SECONDS * 2)  # the live filter has applied it already
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, InstallationScreen) and app.screen.installation_id == 137
+        await pilot.press("escape")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, InstallationsScreen)
+        assert screen.query_filter.text() == typed
+        assert f"filter: {typed}" in screen_text(app) and "1–1 of 1 installation match" in screen_text(app)
+        assert [row.id for row in screen.query_one(PageTable).page.rows] == [137]
+        await pilot.press("slash")  # the filter line reopens with it, to refine
+        assert screen.query_one("#filter").value == typed

@@ -127,3 +127,13 @@ def test_database_unavailable_banner(snap, settings):
     # A database file in a directory that does not exist: every connection fails.
     missing = db.open_sqlite("/nonexistent-toolkit-dir/dashboard.sqlite3")
     assert snap(make_app(missing, settings), then())
+
+
+@SIZES
+def test_raw_config_view(snap, seeded, settings, size):
+    assert snap(make_app(seeded, settings), then(open_installation(2), press("j")), size)
+
+
+def test_write_refused_before_confirming(snap, seeded, settings):
+    assert snap(make_app(seeded, settings, write=True),
+                then(open_installation(1), press("down", "e", "ctrl+u", *"mars", "enter")))

@@ -133,3 +133,28 @@ def test_completion_finishes_the_last_word(typed, completed):
     values = {"app": ["stripe", "slack", "Stripe"], "code": ["secret.plaintext", "secret.malformed"],
               "status": ["installed", "configured"]}
     assert complete(typed, values) == completed
+
+
+def test_the_raw_config_is_json_of_what_is_stored_with_secrets_masked_and_nothing_a_terminal_obeys():
+    import dataclasses
+    import json
+
+    from toolkit.crypto import mask
+    from toolkit.safe_text import UNSAFE_RANGES
+    from toolkit.tui.config_view import raw_config
+
+    ring = keyring()
+    hostile = "\x1b]52;c;ZWNobw==\x07\u202e\x9b31m"
+    config = {"apiKey": ring.encrypt(SECRET_STRIPE), "region": "eu", f"note{hostile}": f"v{hostile}",
+              "retries": [1, {"n": None}], "stray": ring.encrypt("other-secret"), "webhookUrl": ""}
+    fields, problem = inspection.config_fields(config, STRIPE, ring)
+    view = inspection.InstallationView(id=1, user_id=1, user_email="a@x", user_name=None, app_id="stripe",
+                                       app_name="Stripe", app_known=True, status="installed", installed_at=None,
+                                       updated_at=None, fields=fields, config_problem=problem)
+    text = raw_config(view)
+    assert json.loads(text) == {"apiKey": mask(SECRET_STRIPE, 4), "region": "eu", f"note{hostile}": f"v{hostile}",
+                                "retries": [1, {"n": None}], "stray": mask("other-secret", 4), "webhookUrl": ""}
+    assert SECRET_STRIPE not in text and "other-secret" not in text
+    assert not any(low <= ord(c) <= high for c in text.replace("\n", "") for low, high in UNSAFE_RANGES)
+    not_object = dataclasses.replace(view, fields=(), config_problem="config is not a JSON object but an array of 3 items")
+    assert raw_config(not_object) == "// config is not a JSON object but an array of 3 items"

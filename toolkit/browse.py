@@ -29,7 +29,7 @@ from .errors import UsageError
 __all__ = [
     "COUNT_CAP", "DEFAULT_PAGE_SIZE", "EXPORT_FORMATS", "INSTALLATION_SORTS", "USER_SORTS", "Cursor",
     "InstallationFilter", "InstallationRow", "MatchCount", "Overview", "Page", "Sort", "UserFilter", "UserRow",
-    "count_fields_set", "count_installations", "export_installations", "iter_installations",
+    "count_fields_set", "count_installations", "count_users", "export_installations", "iter_installations",
     "list_installations", "list_users", "overview",
 ]
 
@@ -269,12 +269,8 @@ def list_users(
         .where(AppInstallation.user == User.id)
     )
     query = User.select(*USER_DISPLAY_FIELDS, installations.alias("installations"))
-    if filters.email:
-        query = query.where(User.email.contains(filters.email))
-    if filters.role:
-        query = query.where(User.role == filters.role)
-    if filters.user_id is not None:
-        query = query.where(User.id == filters.user_id)
+    for condition in _user_conditions(filters):
+        query = query.where(condition)
 
     def make_row(record):
         id_, name, email, role, created_at, count = record
@@ -305,6 +301,32 @@ def count_installations(database, filters: InstallationFilter = InstallationFilt
     if cap is not None and count > cap:
         return MatchCount(cap, exact=False)
     return MatchCount(count)
+
+
+def count_users(database, filters: UserFilter = UserFilter(), *, cap: int | None = COUNT_CAP) -> MatchCount:
+    """How many users match `filters` (the users list's WHERE), stopped after `cap` rows."""
+    inner = User.select(SQL("1"))
+    for condition in _user_conditions(filters):
+        inner = inner.where(condition)
+    if cap is not None:
+        inner = inner.limit(cap + 1)
+    query = User.select(fn.COUNT(SQL("*"))).from_(inner.alias("matches"))
+    with translate_errors(database), read_only(database):
+        count = query.bind(database).scalar() or 0
+    if cap is not None and count > cap:
+        return MatchCount(cap, exact=False)
+    return MatchCount(count)
+
+
+def _user_conditions(filters: UserFilter) -> list:
+    conditions = []
+    if filters.email:
+        conditions.append(User.email.contains(filters.email))
+    if filters.role:
+        conditions.append(User.role == filters.role)
+    if filters.user_id is not None:
+        conditions.append(User.id == filters.user_id)
+    return conditions
 
 
 def iter_installations(database, filters: InstallationFilter = InstallationFilter(), sort: Sort = Sort(),

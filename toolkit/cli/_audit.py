@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..ids import parse_user
 from ._context import exit_with, get_context
 from ._output import write_stdout
+from ._terminal import TextOutput, audit_severity, no_pager_option
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"]
 
@@ -66,8 +67,10 @@ Every flag also reads TOOLKIT_AUDIT_<FLAG> (e.g. TOOLKIT_AUDIT_FAIL_ON=warning).
               help="Only installations updated at or after DATE (YYYY-MM-DD[ HH:MM[:SS]]).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), metavar="N", help="Worker processes on PostgreSQL (default 2).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
+@no_pager_option
 @click.pass_context
-def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, statuses, codes, since, jobs, progress):
+def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, statuses, codes, since, jobs, progress,
+          no_pager):
     if ctx.invoked_subcommand is not None:
         return
     from ..audit import Filters, Report, select_codes
@@ -106,6 +109,9 @@ def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, s
         except OSError as exc:
             raise UsageError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
         click.echo(_one_line(report, output), err=True)
+    elif fmt == "text":  # on a terminal: coloured, wrapped, paged; in a pipe: the bytes as rendered
+        with TextOutput(no_pager=no_pager, classify=audit_severity) as out:
+            report.stream(fmt, out.write)
     else:
         report.stream(fmt, write_stdout)  # bytes as rendered: never click.echo (it strips escapes)
     code = report.exit_code(fail_on)

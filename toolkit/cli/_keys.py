@@ -9,6 +9,7 @@ from ..safe_text import escape_text
 from ._context import get_context
 from ._lazy import LazyGroup
 from ._output import write_stdout
+from ._terminal import TextOutput, no_pager_option
 
 # name -> ("module:attribute" in this package, one-line help).
 SUBCOMMANDS = {
@@ -42,7 +43,8 @@ def generate():
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(as_json):
+@no_pager_option
+def status(as_json, no_pager):
     """Count the stored secrets each key authenticates, and those none does.
 
     Streams every installation in read-only keyset pages and counts every ciphertext, in
@@ -67,10 +69,18 @@ def status(as_json):
 
         write_stdout(orjson.dumps(usage.as_dict(), option=orjson.OPT_INDENT_2), newline=True)
         return
-    click.echo(render_status(usage))
+    with TextOutput(no_pager=no_pager) as out:
+        for line, severity in status_lines(usage):
+            out.line(line, severity)
 
 
 def render_status(usage) -> str:
+    return "\n".join(line for line, _ in status_lines(usage))
+
+
+def status_lines(usage) -> list[tuple[str, str | None]]:
+    """The table and what to do, as (line, severity or None): a previous key still in use is
+    a warning, values no key opens an error, a key that can go is news (info)."""
     rows = [(key.label, key.fingerprint, count) for key, count in zip(usage.keyring.keys, usage.per_key)]
     rows += [
         ("no key (undecryptable)", "", usage.undecryptable),
@@ -85,22 +95,24 @@ def render_status(usage) -> str:
     if usage.unknown_app:
         notes.append(f"{plural(usage.unknown_app, 'installation')} of apps not in the registry (their ciphertexts counted)")
     lines += ["", "; ".join(notes) + "."]
+    lines = [(line, None) for line in lines]
     for key, count, outside, places in zip(usage.keyring.previous, usage.per_key[1:],
                                            usage.outside_password_fields[1:], usage.locations[1:]):
         if count:
             elsewhere = f" ({outside} outside the registry's password fields)" if outside else ""
-            lines.append(f"{key.label} ({key.fingerprint}) still authenticates {plural(count, 'value')}{elsewhere}: "
-                         "run `toolkit keys rotate` before retiring it. Where:")
-            lines += [f"  {escape_text(str(where))}" for where in places]  # app ids, field names: customer text
+            lines.append((f"{key.label} ({key.fingerprint}) still authenticates {plural(count, 'value')}{elsewhere}: "
+                          "run `toolkit keys rotate` before retiring it. Where:", "warning"))
+            lines += [(f"  {escape_text(str(where))}", None) for where in places]  # app ids, field names: customer text
             if count > len(places):
-                lines.append(f"  … and {count - len(places)} more (`toolkit audit --code secret.stale-key` lists all)")
+                lines.append((f"  … and {count - len(places)} more (`toolkit audit --code secret.stale-key` lists all)", None))
         else:
-            lines.append(f"{key.label} ({key.fingerprint}) authenticates no value: it can be removed from ENCRYPTION_KEY_PREVIOUS.")
+            lines.append((f"{key.label} ({key.fingerprint}) authenticates no value: "
+                          "it can be removed from ENCRYPTION_KEY_PREVIOUS.", "info"))
     if usage.undecryptable:
         verb = "decrypts" if usage.undecryptable == 1 else "decrypt"
-        lines.append(f"{plural(usage.undecryptable, 'value')} {verb} under no key: "
-                     "find them with `toolkit audit` (secret.undecryptable).")
-    return "\n".join(lines)
+        lines.append((f"{plural(usage.undecryptable, 'value')} {verb} under no key: "
+                      "find them with `toolkit audit` (secret.undecryptable).", "error"))
+    return lines
 
 
 def plural(count: int, noun: str) -> str:

@@ -11,6 +11,7 @@ from ..errors import ExitCode, RegistryError, ToolkitError
 from ..safe_text import escape_text
 from ._context import get_context
 from ._output import write_stdout
+from ._terminal import TextOutput, error_line, no_pager_option
 
 
 class RegistryHasWarnings(ToolkitError):
@@ -28,7 +29,8 @@ def registry():
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the problems) as JSON on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 1 when the registry has warnings (unknown field types…).")
-def check(path, as_json, strict):
+@no_pager_option
+def check(path, as_json, strict, no_pager):
     """Check PATH (default: TOOLKIT_REGISTRY / --registry) and list its apps and fields.
 
     Exit 0 when the file is valid, 1 with --strict and warnings, 2 when it is invalid.
@@ -58,24 +60,25 @@ def check(path, as_json, strict):
     if as_json:
         write_stdout(json.dumps(_as_json(loaded), indent=2, ensure_ascii=False), newline=True)
     else:
-        _print_text(loaded)
+        with TextOutput(no_pager=no_pager) as out:  # the warnings after the pager, not under it
+            _print_text(loaded, out.line)
         for warning in loaded.warnings:
-            click.echo(f"warning: {escape_text(warning)}", err=True)
+            error_line(f"warning: {escape_text(warning)}", "warning")
     if strict and loaded.warnings:
         raise RegistryHasWarnings(f"{len(loaded.warnings)} warning(s) and --strict")
 
 
-def _print_text(loaded) -> None:
+def _print_text(loaded, echo) -> None:
     summary = loaded.summary()
     where = summary["path"] or "registry"
-    click.echo(
+    echo(
         f"{where}: ok — {_count(summary['apps'], 'app')}, {_count(summary['fields'], 'field')} "
         f"({summary['secret_fields']} secret, {summary['required_fields']} required)"
     )
     width = max((len(app.id) for app in loaded), default=0)
     for app in loaded:
         category = f" [{app.category}]" if app.category else ""
-        click.echo(escape_text(f"  {app.id:<{width}}  {app.name}{category}"))
+        echo(escape_text(f"  {app.id:<{width}}  {app.name}{category}"))
         for field in app.fields:
             marks = "*" if field.required else " "
             details = field.type if field.type == field.declared_type else f"{field.declared_type} → {field.type}"
@@ -85,8 +88,8 @@ def _print_text(loaded) -> None:
                 details += ": " + ", ".join(o.value for o in field.options)
             if field.pattern:
                 details += f", pattern {field.pattern}"
-            click.echo(escape_text(f"  {'':<{width}}    {marks}{field.key} ({details})"))
-    click.echo("  (* required)")
+            echo(escape_text(f"  {'':<{width}}    {marks}{field.key} ({details})"))
+    echo("  (* required)")
 
 
 def _count(n: int, noun: str) -> str:

@@ -7,6 +7,7 @@ import click
 from ..writes.repair import FIXABLE, WHAT
 from ..writes.rewrite import DEFAULT_LIST_LIMIT
 from ._context import get_context
+from ._terminal import no_pager_option
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
 _FIX_HELP = "; ".join(f"{code}: {what}" for code, what in WHAT.items())
@@ -24,7 +25,8 @@ _FIX_HELP = "; ".join(f"{code}: {what}" for code, what in WHAT.items())
 @click.option("--limit", type=click.IntRange(0), default=DEFAULT_LIST_LIMIT, show_default=True,
               help="Rows a --dry-run lists in text (env TOOLKIT_REPAIR_LIMIT); --json lists them all.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (a dry run's: every row it would change).")
-def repair(fixes, dry_run, yes, batch_size, max_retries, limit, as_json):
+@no_pager_option
+def repair(fixes, dry_run, yes, batch_size, max_retries, limit, as_json, no_pager):
     """Fix mechanical audit findings — only the codes named with --fix.
 
     What counts as a finding is decided by the audit itself. Each page of rows is written in
@@ -56,4 +58,4 @@ def repair(fixes, dry_run, yes, batch_size, max_retries, limit, as_json):
     with progress_bar(lambda: count_rows(database), "repairing" if not dry_run else "dry run") as advance:
         report = repairs.repair(database, registry, keyring, fixes, dry_run=dry_run, batch_size=batch_size,
                                 max_retries=max_retries, progress=advance, list_limit=None if as_json else limit)
-    exit_with_report(report, as_json)
+    exit_with_report(report, as_json, no_pager=no_pager)

@@ -7,6 +7,7 @@ import click
 from ..keys.rotation import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from ..writes.rewrite import DEFAULT_LIST_LIMIT
 from ._context import get_context
+from ._terminal import no_pager_option
 from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 
 
@@ -25,7 +26,8 @@ from ._writes import confirm_or_refuse, exit_with_report, progress_bar
 @click.option("--limit", type=click.IntRange(0), default=DEFAULT_LIST_LIMIT, show_default=True,
               help="Rows a --dry-run lists in text (env TOOLKIT_KEYS_ROTATE_LIMIT); --json lists them all.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (a dry run's: every row it would change).")
-def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, limit, as_json):
+@no_pager_option
+def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, limit, as_json, no_pager):
     """Re-encrypt every secret stored under a previous key with the current key.
 
     ENCRYPTION_KEY is the new key; ENCRYPTION_KEY_PREVIOUS lists the old one(s). Only the
@@ -65,4 +67,4 @@ def rotate(dry_run, yes, batch_size, workers, include_current, max_retries, limi
             batch_size=batch_size, max_retries=max_retries, workers=workers, progress=advance,
             list_limit=None if as_json else limit,
         )
-    exit_with_report(report, as_json)
+    exit_with_report(report, as_json, no_pager=no_pager)

@@ -8,6 +8,7 @@ import click
 from ..safe_text import escape_text
 from ._context import get_context
 from ._output import write_stdout
+from ._terminal import TextOutput, no_pager_option
 from ._types import ID
 
 
@@ -16,7 +17,8 @@ from ._types import ID
 @click.option("--reveal", allow_from_autoenv=False, is_flag=True, help="Decrypt and print the secret fields (each reveal is written to the access log).")
 @click.option("--field", "fields", multiple=True, metavar="KEY", help="With --reveal: only these fields (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def show(installation_id, reveal, fields, as_json):
+@no_pager_option
+def show(installation_id, reveal, fields, as_json, no_pager):
     """Show one installation: user, app, status, timestamps and config.
 
     Password fields are masked (e.g. ••••••3f9a). --reveal decrypts them; every revealed
@@ -50,12 +52,30 @@ def show(installation_id, reveal, fields, as_json):
             data["config"][key]["revealed"] = True
         write_stdout(orjson.dumps(data, option=orjson.OPT_INDENT_2), newline=True)
         return
-    write_stdout(render_text(view, revealed), newline=True)
+    with TextOutput(no_pager=no_pager) as out:
+        for line, severity in render_lines(view, revealed):
+            out.line(line, severity)
 
 
 def render_text(view, revealed) -> str:
-    """The installation for a terminal. Emails, names, app ids, config keys, values — even a
-    revealed plaintext — are customer text: each goes through `escape_text`, so none can
+    return "\n".join(line for line, _ in render_lines(view, revealed))
+
+
+def _state_severity(state: str) -> str | None:
+    """A field's state coloured as the audit finding it is (one owner: the codes table)."""
+    from .. import inspection
+    from ..audit.codes import CODES
+
+    code = {inspection.PLAINTEXT_SECRET: "secret.plaintext", inspection.MALFORMED: "secret.malformed",
+            inspection.UNDECRYPTABLE: "secret.undecryptable", inspection.STALE: "secret.stale-key",
+            inspection.NON_STRING: "config.non-string",
+            inspection.CIPHERTEXT: "field.unexpected-ciphertext"}.get(state)
+    return CODES[code].severity if code else None
+
+
+def render_lines(view, revealed):
+    """The installation for a terminal, as (line, severity or None) pairs. Emails, names, app
+    ids, config keys, values — even a revealed plaintext — are customer text: each goes through `escape_text`, so none can
     write the clipboard, retitle the window or clear the screen."""
     e = escape_text
 
@@ -74,7 +94,7 @@ def render_text(view, revealed) -> str:
         "  config",
     ]
     if view.config_problem:
-        lines.append(f"    ! {e(view.config_problem)}")
+        lines.append((f"    ! {e(view.config_problem)}", "error"))
     labels = {field.key: e(field.label) for field in view.fields}
     width = max(map(len, labels.values()), default=0)
     for field in view.fields:
@@ -88,7 +108,7 @@ def render_text(view, revealed) -> str:
             notes.append(e(field.note))
         if field.key in revealed:
             notes.append("revealed")
-        lines.append(f"    {labels[field.key]:<{width}}  {value}  ({', '.join(notes)})")
+        lines.append((f"    {labels[field.key]:<{width}}  {value}  ({', '.join(notes)})", _state_severity(field.state)))
     if not view.fields and not view.config_problem:
         lines.append("    (empty)")
-    return "\n".join(lines)
+    return [line if isinstance(line, tuple) else (line, None) for line in lines]

@@ -9,6 +9,7 @@ import click
 
 from ..errors import ExitCode, UsageError
 from ._output import write_stdout
+from ._terminal import TextOutput, report_severity
 
 
 def confirm_or_refuse(prompt: str, *, yes: bool, what: str) -> None:
@@ -31,13 +32,14 @@ def progress_bar(count_rows, label: str):
         yield bar.update
 
 
-def exit_with_report(report, as_json: bool) -> None:
+def exit_with_report(report, as_json: bool, *, no_pager: bool = False) -> None:
     """Print the summary (text or JSON) to stdout; exit 1 when rows were left for the next run."""
     if as_json:  # in pieces: a dry run's rows can be millions
         for chunk in report.json_chunks():
             write_stdout(chunk)
         write_stdout(b"", newline=True)
     else:
-        click.echo(report.render())
+        with TextOutput(no_pager=no_pager, classify=report_severity) as out:
+            out.write(report.render() + "\n")
     if not report.complete:
         click.get_current_context().exit(int(ExitCode.FINDINGS))

@@ -170,15 +170,13 @@ class AuditResult:
         parts = [_html.heading(self.headline)]
         codes = self.codes()
         if codes.rows:
-            code_rows = [(code, _html.severity_badge(sev), n, hint) for code, sev, n, hint in codes.rows]
-            parts.append(_html.table(codes.columns, code_rows, numeric=codes.numeric))
+            parts.append(_html.table(codes.columns, codes.rows, numeric=codes.numeric))
             apps = self.apps()
             parts.append(_html.table(apps.columns, apps.rows, numeric=apps.numeric))
             findings = self._preview()
             shown, more = findings._shown()
-            finding_rows = [(_html.severity_badge(r[0]), *r[1:]) for r in shown]
             parts.append(_html.heading(f"Findings ({len(findings)})"))
-            parts.append(_html.table(findings.columns, finding_rows, numeric=findings.numeric))
+            parts.append(_html.table(findings.columns, shown, numeric=findings.numeric))
             if more:
                 parts.append(_html.note(more))
         return _html.block(*parts)

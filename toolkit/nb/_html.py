@@ -37,16 +37,31 @@ def cell(value) -> str:
 
 
 def table(columns, rows, *, numeric=()) -> str:
-    """An HTML table; `numeric` names the right-aligned columns."""
-    head = "".join(f"<th {_TH}>{escape(c)}</th>" for c in columns)
+    """An HTML table; `numeric` names the right-aligned columns. Severity is coloured the
+    same in every table: a `severity` column's values, and the header and non-zero counts of
+    a column named after a severity (error, warning, info)."""
+    head = "".join(f"<th {_TH}>{_severity_header(c)}</th>" for c in columns)
     body = []
     for row in rows:
         cells = "".join(
-            f"<td {_TD_NUMBER if column in numeric else _TD}>{cell(value)}</td>"
+            f"<td {_TD_NUMBER if column in numeric else _TD}>{_severity_cell(column, value)}</td>"
             for column, value in zip(columns, row)
         )
         body.append(f"<tr>{cells}</tr>")
     return f"<table {_TABLE}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _severity_header(column) -> str:
+    color = SEVERITY_COLORS.get(column)
+    return f'<span style="color:{color}">{escape(column)}</span>' if color else escape(column)
+
+
+def _severity_cell(column, value) -> str:
+    if column == "severity" and value in SEVERITY_COLORS and not isinstance(value, Markup):
+        return severity_badge(value)
+    if column in SEVERITY_COLORS and isinstance(value, int) and value:
+        return f'<span style="color:{SEVERITY_COLORS[column]};font-weight:600">{escape(value)}</span>'
+    return cell(value)
 
 
 def heading(text: str) -> str:

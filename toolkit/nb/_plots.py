@@ -8,6 +8,8 @@ tables: compare those, not pixels.
 
 from __future__ import annotations
 
+from ..audit.codes import CODES, SEVERITIES
+
 PLOT_HINT = "pip install 'installation-toolkit[plot]'"
 
 
@@ -20,19 +22,21 @@ def require_matplotlib():
 
 
 def plot_findings(audit, *, width: float = 9.0):
-    """Findings per app (rows), stacked by code — the codes that matter jump out."""
+    """Findings per app (rows), stacked by code, each code coloured by its severity (reds,
+    ambers, blues) and the legend grouped the same way — the errors jump out."""
     Figure = require_matplotlib()
     by_app: dict[str, dict[str, int]] = {}
     for f in audit.findings:
         row = by_app.setdefault(f.app_id or "(users)", {})
         row[f.code] = row.get(f.code, 0) + 1
     apps = sorted(by_app, key=lambda a: (sum(by_app[a].values()), a))  # largest at the top
-    codes = [c for c in audit.checked_codes if any(c in counts for counts in by_app.values())]
+    codes = by_severity([c for c in audit.checked_codes if any(c in counts for counts in by_app.values())])
     fig = Figure(figsize=(width, 0.45 * max(len(apps), 1) + 1.6), layout="constrained")
     ax = fig.add_subplot()
     left = [0] * len(apps)
-    colors = _palette(len(codes))
-    for code, color in zip(codes, colors):
+    colors = severity_colours(codes)
+    for code in codes:
+        color = colors[code]
         counts = [by_app[a].get(code, 0) for a in apps]
         ax.barh(apps, counts, left=left, label=code, color=color)
         left = [x + n for x, n in zip(left, counts)]
@@ -63,6 +67,37 @@ def plot_installations_per_status(overview, *, width: float = 8.0):
     return fig
 
 
+# Each severity's colour family (matplotlib colormap) and its mid tone (the severity itself).
+_SHADES = {"error": ("Reds", "#b3261e"), "warning": ("Oranges", "#d98200"), "info": ("Blues", "#1f5fa8")}
+
+
+def by_severity(codes) -> list[str]:
+    """`codes` grouped by severity (errors, warnings, info), each group in the given order."""
+    rank = {s: n for n, s in enumerate(SEVERITIES)}
+    return sorted(codes, key=lambda code: rank.get(_severity(code), len(rank)))
+
+
+def severity_colours(codes) -> dict:
+    """A colour per code, from its severity's family: reds for errors, ambers for warnings,
+    blues for info — the bars of one severity read as one group, each code still its own shade."""
+    from matplotlib import colormaps
+
+    groups: dict[str, list[str]] = {}
+    for code in codes:
+        groups.setdefault(_severity(code), []).append(code)
+    colours = {}
+    for severity, members in groups.items():
+        cmap = colormaps[_SHADES.get(severity, ("Greys",))[0]]
+        for n, code in enumerate(members):  # dark to light, never so light it vanishes
+            colours[code] = cmap(0.85 - 0.5 * n / max(len(members) - 1, 1))
+    return colours
+
+
+def _severity(code: str) -> str:
+    entry = CODES.get(code)
+    return entry.severity if entry else "?"
+
+
 def _palette(n: int) -> list:
     from matplotlib import colormaps
 
@@ -79,10 +114,12 @@ def plot_history(history, *, width: float = 9.0):
     times = [dt.datetime.fromisoformat(r["generated_at"]) for r in runs]
     fig = Figure(figsize=(width, 6.0), layout="constrained")
     by_severity, by_code = fig.subplots(2, 1, sharex=True)
-    for severity, color in zip(("error", "warning", "info"), ("tab:red", "tab:orange", "tab:blue")):
+    for severity, color in ((s, _SHADES[s][1]) for s in SEVERITIES):
         by_severity.plot(times, [r["by_severity"].get(severity, 0) for r in runs], marker="o", label=severity, color=color)
-    codes = sorted({c for r in runs for c, n in r["by_code"].items() if n})
-    for code, color in zip(codes, _palette(len(codes))):
+    codes = by_severity(sorted({c for r in runs for c, n in r["by_code"].items() if n}))
+    colors = severity_colours(codes)
+    for code in codes:
+        color = colors[code]
         by_code.plot(times, [r["by_code"].get(code, 0) for r in runs], marker=".", label=code, color=color)
     by_severity.set_ylabel("findings")
     by_severity.set_title("Saved audits: findings by severity")

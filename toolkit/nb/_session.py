@@ -25,14 +25,14 @@ from .. import browse, db
 from ..context import Context
 from ..settings import Settings, load_settings
 from . import _html
-from ._table import Table
+from ._table import LIMIT, Table
 from ._text import text_table
 
 _current: "Session | None" = None
 
 
 def connect(*, demo: bool | None = None, fresh: bool = False, env_dir=None, data_dir=None,
-            access_log=None) -> "Session":
+            access_log=None, interactive: bool = False) -> "Session":
     """Open a session and make it the one module-level helpers use.
 
     demo: None = as the CLI decides (demo database when DATABASE_URL is unset); True = the
@@ -41,6 +41,7 @@ def connect(*, demo: bool | None = None, fresh: bool = False, env_dir=None, data
     should the kernel die without cleaning up, by the next `connect(fresh=True)`; implies demo=True. Its access log is kept beside it unless `access_log` is given.
     env_dir: the directory whose `.env` / `.env.local` files are read (default: the working
     directory, as the CLI does).
+    interactive: tables as interactive DataTables (itables, an optional extra); see `Session.interactive`.
     """
     global _current
     scratch = None
@@ -59,6 +60,8 @@ def connect(*, demo: bool | None = None, fresh: bool = False, env_dir=None, data
     if _current is not None and _current is not session:
         _current.close()
     _current = session
+    if interactive:
+        session.interactive()
     return session
 
 
@@ -175,8 +178,16 @@ class Session:
                       for status in db.APP_STATUSES}
         return Overview(browse.overview(database), per_status)
 
-    def history(self, limit: int | None = None):
-        """The saved audit runs of this database, newest first (`History`; `.plot()` the trend)."""
+    def interactive(self, on: bool = True) -> bool:
+        """Show tables as interactive DataTables (sort, search, page) — needs the `itables`
+        extra; off by default so a notebook's output does not depend on what is installed."""
+        from ._interactive import interactive
+
+        return interactive(on)
+
+    def history(self, limit: int | None = LIMIT):
+        """The saved audit runs of this database, newest first, `limit` at most (None: all)
+        (`History`; `.plot()` the trend)."""
         from ..audit.store import default_path, identity, open_store
         from ._history import History
 
@@ -201,9 +212,19 @@ class Session:
         report = run_audit(self.database, self.registry, self.keyring, filters, jobs=1)
         return AuditResult(report.findings, report.summary, title=_audit_title(filters))
 
-    def installations(self, *, app=None, status=None, email=None, user_id=None, ids=None,
-                      limit: int = 50) -> Table:
-        """Installations (id order), filtered; `limit` rows at most (one keyset page)."""
+    def installations(self, *, app=None, status=None, email=None, user_id=None, ids=None, code=None,
+                      limit: int = LIMIT) -> Table:
+        """Installations (id order), filtered; `limit` rows at most (one keyset page).
+
+        code: those with findings of this code (an id, a prefix like "secret", a glob, or a
+        list) in the latest saved audit of this database (`toolkit audit` saves one), as the
+        dashboard's `code:` filter.
+        """
+        notes = []
+        if code is not None:
+            with_code, saved_at = self._ids_with_codes(code)
+            ids = with_code if ids is None else set(ids) & with_code
+            notes.append(f"code {', '.join(_many(code))}: findings of the saved audit of {saved_at}")
         filters = browse.InstallationFilter(
             app_id=app, status=status, email=email, user_id=user_id,
             installation_ids=frozenset(ids) if ids is not None else None,
@@ -211,12 +232,30 @@ class Session:
         page = browse.list_installations(self.database, filters, limit=limit)
         rows = [(r.id, r.user_id, r.email, r.app_id, r.status, r.fields_set, r.installed_at, r.updated_at)
                 for r in page.rows]
-        notes = [f"first {limit} rows; pass limit= for more"] if page.has_next else []
-        return Table(_title("Installations", app=app, status=status, email=email, user_id=user_id),
+        notes += [f"first {limit} rows; pass limit= for more"] if page.has_next else []
+        return Table(_title("Installations", app=app, status=status, email=email, user_id=user_id, code=code),
                      ("id", "user_id", "email", "app_id", "status", "fields_set", "installed_at", "updated_at"),
                      rows, numeric={"id", "user_id", "fields_set"}, notes=notes)
 
-    def users(self, *, email=None, role=None, limit: int = 50) -> Table:
+    def _ids_with_codes(self, code) -> tuple[set[int], str]:
+        """Installations with a finding of `code` in the latest saved audit, and when it ran."""
+        from ..audit import select_codes
+        from ..audit.store import default_path, identity, open_store
+        from ..errors import UsageError
+
+        codes = set(select_codes(_many(code)))  # UsageError for a code that does not exist
+        store = open_store(self.settings) if default_path(self.settings).exists() else None
+        report = None
+        if store is not None:
+            with store:
+                report = store.latest(identity(self.context.database))
+        if report is None:
+            raise UsageError("installations(code=…) needs a saved audit of this database, and there is none",
+                             hint="run `toolkit audit` (it saves the run; tk.audit() does not)")
+        ids = {f.installation_id for f in report.findings if f.code in codes and f.installation_id is not None}
+        return ids, report.meta.get("generated_at", "unknown time")
+
+    def users(self, *, email=None, role=None, limit: int = LIMIT) -> Table:
         """Users (id order) with their number of installations; never their password."""
         page = browse.list_users(self.database, browse.UserFilter(email=email, role=role), limit=limit)
         rows = [(r.id, r.name, r.email, r.role, r.installations, r.created_at) for r in page.rows]

@@ -12,6 +12,7 @@ from ..safe_text import escape_text
 from ._text import plural, text_table
 
 DISPLAY_ROWS = 25  # rows shown inline; the rest stay in the object (len, iteration, to_pandas)
+LIMIT = 50  # the rows a lookup reads by default (`limit=` on every helper that lists rows)
 
 
 class Table:
@@ -66,8 +67,13 @@ class Table:
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
+        from . import _interactive
+
         shown, more = self._shown()
         parts = [_html.heading(f"{self.title} ({plural(len(self), 'row')})")]
+        if self.rows and _interactive.enabled():  # opt-in: tk.interactive()
+            return _html.block(*parts, _interactive.datatable(self.columns, self.rows, self.title),
+                               *(_html.note(n) for n in self.notes))
         if self.rows:
             parts.append(_html.table(self.columns, shown, numeric=self.numeric))
         parts += [_html.note(more)] if more else []

@@ -6,9 +6,11 @@
     messages.py      the messages workers post
     filters.py       the `/` filter language (pure)
     cells.py         values -> rich Text (never markup), timestamps, masks
-    config_view.py   inspection.FieldView -> config table cells, secrets masked (pure)
+    config_view.py   inspection.FieldView -> config table cells and the raw JSON view, secrets masked (pure)
+    revealed.py      the revealed secrets of the installation screen (the one holder of plaintexts)
+    clipboard.py     copies: OSC 52 and a file
     screens/         one module per screen, plus the modal dialogs
-    widgets/         top bar, database banner, overview strip, paged table, revealed values
+    widgets/         top bar, database banner, overview strip, paged table, footer
     dashboard.tcss   the stylesheet
 """
 

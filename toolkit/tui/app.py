@@ -22,7 +22,6 @@ from .screens.audit import AuditScreen, saved_report
 from .screens.installation import InstallationScreen
 from .screens.installations import InstallationsScreen
 from .screens.users import UsersScreen
-from .widgets import RevealedValues
 from .workers import DaemonThreads, InFlight
 
 HEALTH_CHECK_SECONDS = 3.0
@@ -55,7 +54,7 @@ class DashboardApp(App):
         self._findings_by_installation: dict[int, list] = {}
         self._ids_by_code: dict[str, set[int]] = {}
         self.pending_installation_filter: tuple[FilterQuery, str | None] | None = None
-        self.capturing_redacted = False  # RevealedValues render masked while True
+        self.capturing_redacted = False  # True while a screenshot is taken without secrets
         self.include_secrets_in_screenshot = False
         self._health_seconds = health_check_seconds
         self._health_timer = None
@@ -241,19 +240,14 @@ class DashboardApp(App):
 
     @contextlib.contextmanager
     def _redacted(self):
-        widgets = [w for screen in self._all_screens() for w in screen.query(RevealedValues)]
         tables = [screen for screen in self._all_screens() if hasattr(screen, "mask_revealed")]
         self.capturing_redacted = True
-        for widget in widgets:
-            widget.refresh()  # marks it dirty now: the capture below re-renders it masked
         for screen in tables:
             screen.mask_revealed(True)  # a revealed value in its row shows its mask again
         try:
             yield
         finally:
             self.capturing_redacted = False
-            for widget in widgets:
-                widget.refresh()
             for screen in tables:
                 screen.mask_revealed(False)
 
@@ -278,7 +272,7 @@ class DashboardApp(App):
                 continue
             yield SystemCommand(binding.description or binding.action, f"{binding.description} ({key})",
                                 _runner(screen, binding.action))
-        if screen.query(RevealedValues) and any(w.keys for w in screen.query(RevealedValues)):
+        if getattr(screen, "revealed", None) is not None and screen.revealed.keys:
             yield SystemCommand("Screenshot with revealed values",
                                 "Save an SVG that INCLUDES the revealed secrets",
                                 lambda: self.set_timer(0.1, self.screenshot_with_secrets))

@@ -6,15 +6,19 @@ decides how a field looks here: every cell is rich `Text` (never markup, so a st
 `[bold]` stays literal), and a masked value shows `Secret.masked` — the one mask of the CLI
 and the notebooks (`••••••3f9a`, TOOLKIT_MASK_VISIBLE characters) — and how it is stored.
 A value the operator revealed replaces its mask in its row until it is hidden again.
+`raw_config` is the config as JSON (the `j` view), built from the same view: masked the same way.
 """
 
 from __future__ import annotations
+
+import json
+import re
 
 from rich.text import Text
 
 from .. import inspection
 from ..crypto import Secret, mask
-from ..safe_text import escape_text
+from ..safe_text import UNSAFE_RANGES, escape_text
 from . import cells
 
 DOTS_MASK = mask("", 0)  # a masked value with nothing to decrypt (malformed, no key…)
@@ -73,3 +77,28 @@ def row_cells(field: inspection.FieldView, revealed=None) -> tuple[Text, Text, T
         cells.text(field.type, "yellow" if field.type == "unknown" else "dim"),
         value_cell(field, revealed),
     )
+
+
+# What JSON text leaves raw but a terminal would obey (C1 controls, bidi overrides, U+2028…).
+# (Not the newlines of the indentation: inside strings JSON escapes them itself.)
+_UNSAFE_IN_JSON = re.compile("(?!\n)[" + "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in UNSAFE_RANGES) + "]")
+
+
+def raw_value(field: inspection.FieldView):
+    """The field's stored JSON value as it may be shown: a secret (or any ciphertext) is its mask."""
+    if field.masked:
+        return masked_text(field)
+    if field.state == inspection.EMPTY:
+        return ""
+    return field.value  # a plain string, or the non-string JSON value as stored
+
+
+def raw_config(view: inspection.InstallationView) -> str:
+    """The config as indented JSON — every key the config holds, in the view's order
+    (the registry's fields, then the others), secrets masked — or what it is instead when it
+    is not an object. Valid JSON, and safe on a terminal: what JSON leaves raw is \\u-escaped."""
+    if view.config_problem:
+        return f"// {escape_text(view.config_problem)}"
+    stored = {f.key: raw_value(f) for f in view.fields if f.state != inspection.ABSENT}
+    text = json.dumps(stored, ensure_ascii=False, indent=2, default=str)
+    return _UNSAFE_IN_JSON.sub(lambda m: json.dumps(m.group())[1:-1], text)

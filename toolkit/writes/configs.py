@@ -207,13 +207,7 @@ class ConfigService:
                 )
             if not changes:
                 return row.model()  # nothing to write
-            problems = self._change_problems(app, changes)
-            if status == "configured":
-                problems += [
-                    Problem(FIELD_MISSING, key, "a configured installation needs this field")
-                    for key in app.required_keys
-                    if key in changes and changes[key] in (None, "")
-                ]
+            problems = self._update_problems(app, changes, status)
             self._refuse(app, problems, f"installation {installation_id}: the change is invalid",
                          hint="set the status to 'installed' first to clear a required field"
                          if any(p.code == FIELD_MISSING for p in problems) else None)
@@ -251,7 +245,22 @@ class ConfigService:
             if not installations.delete_in(self.database, row.id, row.raw_config, status):
                 self._raise_lost(installation_id)
 
+    def change_problems(self, app_id: str, changes: Mapping[str, str | None], *, status: str) -> list[Problem]:
+        """What `update_config` would refuse in `changes` to an installation of `app_id` with
+        `status` — checked without writing (or reading), so a UI can say so before asking to confirm."""
+        return self._update_problems(self._app(app_id), dict(changes), status)
+
     # --- validation and encryption ----------------------------------------------------
+    def _update_problems(self, app: AppDefinition, changes: dict, status: str) -> list[Problem]:
+        problems = self._change_problems(app, changes)
+        if status == "configured":
+            problems += [
+                Problem(FIELD_MISSING, key, "a configured installation needs this field")
+                for key in app.required_keys
+                if key in changes and changes[key] in (None, "")
+            ]
+        return problems
+
     def _change_problems(self, app: AppDefinition, changes: dict) -> list[Problem]:
         """Problems of the plaintext values being written (None = removal, always allowed)."""
         problems = []

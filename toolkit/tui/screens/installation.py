@@ -3,13 +3,15 @@
 What is shown is `toolkit.inspection`'s view (the one `toolkit show` and the notebooks use),
 rendered by config_view. Revealing a secret is deliberate: `v` on a masked field asks
 "Reveal <field> of installation N? This is logged.", then `inspection.reveal` writes the
-access log line (before anything is shown), and the value goes to the RevealedValues panel — the only widget that
-ever holds a plaintext. Leaving the screen (escape, switching screens, another screen on
-top) forgets every revealed value; dialogs and the command palette over it do not.
+access log line (before anything is shown), and the value replaces its mask in its row
+(held by `RevealedValues`, the one holder of plaintexts). Leaving the screen (escape,
+switching screens, another screen on top) forgets every revealed value; dialogs and the
+command palette over it do not (the rows behind a dialog show their masks meanwhile). `j` shows the config as JSON, every secret masked.
 
 With `--write`: change the status, edit a non-secret field, set a secret (masked input,
-encrypted with the current key by the config service), uninstall — each after a confirmation,
-each a compare-and-swap against the row this screen loaded (a change made meanwhile by
+encrypted with the current key by the config service), uninstall — each after a confirmation;
+an edit the config service would refuse is shown with its problems and cannot be confirmed.
+Each write is a compare-and-swap against the row this screen loaded (a change made meanwhile by
 someone else is refused with a message, never overwritten).
 """
 
@@ -22,15 +24,17 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from ... import inspection
+from ...configs import ConfigService
 from ...db import APP_STATUSES
 from ...errors import ToolkitError
 from ...safe_text import escape_text, is_safe
 from .. import cells
-from ..config_view import row_cells, state_words, value_cell
+from ..config_view import raw_config, row_cells, state_words, value_cell
 from ..messages import Written
-from ..widgets import DatabaseBanner, RevealedValues, StableFooter, TopBar
+from ..revealed import RevealedValues
+from ..widgets import DatabaseBanner, StableFooter, TopBar
 from ..workers import DataScreen
-from .modals import ChoiceScreen, ConfirmScreen, InputScreen
+from .modals import ChoiceScreen, ConfirmScreen, InputScreen, TextScreen
 
 WRITE_ACTIONS = ("change_status", "edit_field", "set_secret", "uninstall")
 
@@ -39,6 +43,7 @@ class InstallationScreen(DataScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("v", "reveal", "Reveal/hide secret"),
+        Binding("j", "raw", "Raw JSON"),
         Binding("c", "copy", "Copy revealed"),
         Binding("t", "change_status", "Status"),
         Binding("e", "edit_field", "Edit field"),
@@ -52,6 +57,7 @@ class InstallationScreen(DataScreen):
         self.installation_id = installation_id
         self.detail: inspection.InstallationView | None = None
         self.rows: dict[str, inspection.FieldView] = {}
+        self.revealed = RevealedValues()
 
     def compose(self) -> ComposeResult:
         yield TopBar(f"Installation {self.installation_id}")
@@ -60,7 +66,6 @@ class InstallationScreen(DataScreen):
         table = DataTable(cursor_type="row", zebra_stripes=True, id="config")
         self._value_column = table.add_columns("Field", "Key", "Type", "Value")[-1]
         yield table
-        yield RevealedValues(id="revealed")
         yield StableFooter()
 
     def on_mount(self) -> None:
@@ -92,7 +97,7 @@ class InstallationScreen(DataScreen):
         self.rows = {}
         for field in detail.fields:
             self.rows[field.key] = field
-            table.add_row(*row_cells(field, self.query_one(RevealedValues).secret(field.key)), key=field.key)
+            table.add_row(*row_cells(field, self.revealed.secret(field.key)), key=field.key)
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
 
@@ -134,25 +139,29 @@ class InstallationScreen(DataScreen):
     def on_screen_suspend(self) -> None:
         if not isinstance(self.app.screen, ModalScreen):
             self.forget_revealed()
+        else:  # a dialog on top: the rows behind it show their masks (what a screenshot then takes, too)
+            self.mask_revealed(True)
+
+    def on_screen_resume(self) -> None:
+        self.mask_revealed(False)
 
     def on_unmount(self) -> None:
         self.forget_revealed()
 
     def forget_revealed(self) -> None:
-        for revealed in self.query(RevealedValues):
-            keys = revealed.keys
-            revealed.clear()
-            for key in keys:
-                self.show_value(key)
+        keys = self.revealed.keys
+        self.revealed.clear()
+        for key in keys:
+            self.show_value(key)
 
     def show_value(self, key: str, *, masked: bool = False) -> None:
         """Redraw a field's value cell: the plaintext while revealed (unless `masked`: a screenshot)."""
         field = self.rows.get(key)
-        revealed = self.query(RevealedValues)
-        if field is None or not revealed:
+        tables = self.query("#config")
+        if field is None or not tables:
             return
-        secret = None if masked else revealed.first().secret(key)
-        table = self.query_one("#config", DataTable)
+        secret = None if masked else self.revealed.secret(key)
+        table = tables.first(DataTable)
         try:
             table.update_cell(key, self._value_column, value_cell(field, secret))
         except Exception:  # the row went with a reload: nothing to redraw
@@ -160,9 +169,8 @@ class InstallationScreen(DataScreen):
 
     def mask_revealed(self, masked: bool) -> None:
         """Screenshots without secrets (app._redacted): revealed cells show their mask while capturing."""
-        for revealed in self.query(RevealedValues):
-            for key in revealed.keys:
-                self.show_value(key, masked=masked)
+        for key in self.revealed.keys:
+            self.show_value(key, masked=masked)
 
     def action_back(self) -> None:
         self.forget_revealed()
@@ -183,8 +191,8 @@ class InstallationScreen(DataScreen):
         if not row.masked:
             self.notify(escape_text(f"{row.label} is not a secret: its value is shown as stored."), markup=False)
             return
-        if self.query_one(RevealedValues).secret(row.key) is not None:
-            self.query_one(RevealedValues).forget(row.key)
+        if self.revealed.secret(row.key) is not None:
+            self.revealed.forget(row.key)
             self.show_value(row.key)
             return
         if not row.revealable:
@@ -209,14 +217,14 @@ class InstallationScreen(DataScreen):
         except ToolkitError as exc:
             self.notify(exc.one_line(), title="Not revealed", severity="error", markup=False)
             return
-        # The panel keeps the Secret (masked in any rendering but its own), not a bare str.
-        self.query_one(RevealedValues).reveal(row.key, row.label, row.value)
+        # The Secret is kept (masked in any repr), not a bare str.
+        self.revealed.reveal(row.key, row.value)
         self.show_value(row.key)
         self.notify(escape_text(f"{row.label} revealed (logged). It is hidden again when you leave this screen."), markup=False)
 
     def action_copy(self) -> None:
         row = self.current_row()
-        revealed = self.query_one(RevealedValues)
+        revealed = self.revealed
         key = row.key if row is not None and revealed.secret(row.key) is not None else None
         if key is None and len(revealed.keys) == 1:
             key = revealed.keys[0]
@@ -225,6 +233,13 @@ class InstallationScreen(DataScreen):
             return
         self.app.copy_to_clipboard(revealed.secret(key).reveal())
         self.notify(f"Copied {key} to the clipboard (OSC 52; the terminal must allow it).", markup=False)
+
+    def action_raw(self) -> None:
+        """The config as JSON, from the view (never the raw row): every secret masked."""
+        if self.detail is None:
+            return
+        self.app.push_screen(TextScreen(Text(f"Config of installation {self.detail.id} (JSON, secrets masked)"),
+                                        Text(raw_config(self.detail))))
 
     # --- writes (--write) ---------------------------------------------------------------
     def action_change_status(self) -> None:
@@ -259,15 +274,36 @@ class InstallationScreen(DataScreen):
             if value is None or value == current:
                 return
             prompt = Text(escape_text(f"Set {row.label} ({row.key}) of installation {detail.id} to "))
-            prompt.append(repr(value), style="bold")
+            prompt.append(escape_text(repr(value)), style="bold")
             prompt.append("?")
-            self.app.push_screen(ConfirmScreen(prompt, "Save"),
-                                 lambda yes: yes and self._write(
-                                     lambda service: service.update_config(detail.id, {row.key: value},
-                                                                           expected=detail.as_read),
-                                     f"{row.label} saved."))
+            self._confirm_change(detail, {row.key: value}, prompt, "Save", f"{row.label} saved.")
 
         self.app.push_screen(InputScreen(Text(escape_text(f"{row.label} ({row.key}, {row.type})")), current), typed)
+
+    def _confirm_change(self, detail, changes: dict, prompt: Text, confirm: str, done: str) -> None:
+        """Validate `changes` with the config service first; the confirmation then shows its
+        problems and cannot be confirmed, or asks to save what would be accepted."""
+        source = self.app.source
+        app_id, status = detail.app_id, detail.status
+
+        def check(database):
+            service = ConfigService(database, source.registry, None)  # validation needs no key
+            return detail, changes, prompt, confirm, done, service.change_problems(app_id, changes, status=status)
+
+        self.fetch("check", check)
+
+    def show_check(self, checked) -> None:
+        detail, changes, prompt, confirm, done, problems = checked
+        if problems:
+            self.app.push_screen(ConfirmScreen(prompt, confirm, problems=[escape_text(str(p)) for p in problems]))
+            return
+        self.app.push_screen(ConfirmScreen(prompt, confirm),
+                             lambda yes: yes and self._write(
+                                 lambda service: service.update_config(detail.id, changes, expected=detail.as_read),
+                                 done))
+
+    def failed_check(self, message: str) -> None:
+        self.notify(message, title="Not saved", severity="error", markup=False)
 
     def action_set_secret(self) -> None:
         row = self.current_row()
@@ -288,11 +324,7 @@ class InstallationScreen(DataScreen):
                 return
             prompt = Text(escape_text(f"Set {row.label} ({row.key}) of installation {detail.id}? "
                           f"It is encrypted with the current key ({fingerprint})."))
-            self.app.push_screen(ConfirmScreen(prompt, "Set secret"),
-                                 lambda yes: yes and self._write(
-                                     lambda service: service.update_config(detail.id, {row.key: value},
-                                                                           expected=detail.as_read),
-                                     f"{row.label} set (encrypted)."))
+            self._confirm_change(detail, {row.key: value}, prompt, "Set secret", f"{row.label} set (encrypted).")
 
         self.app.push_screen(InputScreen(Text(escape_text(f"New value for {row.label} ({row.key}) — input is masked")),
                                          password=True), typed)

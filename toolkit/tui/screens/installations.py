@@ -6,7 +6,8 @@ next page, past the first the previous one), filter with `/` (completes keys and
 installation, `id:N` jumps to it. The summary line says which rows are shown and how many
 match (a capped count, `browse.count_installations`). The overview strip counts by status
 and app (its own worker: on a million rows the page comes first, the counts a moment later).
-`E` exports the whole filtered list (CSV or JSON), `y` copies the row under the cursor.
+`E` exports the whole filtered list (CSV or JSON), `y` copies the row under the cursor, `c`
+one of its cells (as shown: escaped).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class ListScreen(DataScreen):
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
         Binding("y", "copy_row", "Copy row", show=False),
+        Binding("c", "copy_cell", "Copy cell", show=False),
         Binding("E", "export", "Export list", show=False),
     ]
     NOUN = "rows"
@@ -369,6 +371,23 @@ class ListScreen(DataScreen):
         record = {name: (value.isoformat() if isinstance(value, dt.datetime) else value)
                   for name, value in vars(row).items()} if hasattr(row, "__dict__") else {}
         self.notify(copy_text(self.app, json.dumps(record, ensure_ascii=False), f"row {row.id}"), markup=False)
+
+    def action_copy_cell(self) -> None:
+        """Pick one of the row's shown columns; its cell goes out as the screen shows it."""
+        row = self.table.current
+        if row is None:
+            return
+        columns = [column for column in self.table.specs if column.key in self.table.visible_columns]
+        labels = [column.label for column in columns]
+
+        def chosen(label):
+            if label is None:
+                return
+            column = columns[labels.index(label)]
+            text = column.render(row).plain
+            self.notify(copy_text(self.app, text, f"{column.label.lower()} of row {row.id}"), markup=False)
+
+        self.app.push_screen(ChoiceScreen(Text(f"Copy which cell of row {row.id}?"), labels), chosen)
 
     def action_export(self) -> None:
         self.notify("This list has no export.", markup=False)

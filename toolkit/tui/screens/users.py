@@ -18,6 +18,7 @@ class UsersScreen(ListScreen):
     FILTER_KEYS = ("email", "role", "user")
     FILTER_HINT = "role:admin user:42  (words match the email; enter applies)"
     BINDINGS = ListScreen.BINDINGS + [Binding("enter", "open", "Installations", show=True)]
+    NOUN = "users"
 
     def compose(self) -> ComposeResult:
         yield from self.compose_list()
@@ -35,6 +36,9 @@ class UsersScreen(ListScreen):
 
     def lister(self):
         return browse.list_users
+
+    def counter(self):
+        return browse.count_users
 
     def browse_filter(self):
         query = self.query_filter

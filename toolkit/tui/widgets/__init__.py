@@ -4,7 +4,6 @@ from .banner import DatabaseBanner
 from .footer import StableFooter
 from .overview import OverviewStrip
 from .page_table import Column, PageTable
-from .revealed import RevealedValues
 from .topbar import TopBar
 
-__all__ = ["Column", "DatabaseBanner", "OverviewStrip", "PageTable", "RevealedValues", "StableFooter", "TopBar"]
+__all__ = ["Column", "DatabaseBanner", "OverviewStrip", "PageTable", "StableFooter", "TopBar"]
