@@ -132,8 +132,10 @@ class TreeMemory(threading.Thread):
 
 def run_audit(url: str, registry: Path, jobs: int | None, output: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ENCRYPTION_KEY", "TOOLKIT_"))}
+    # A fresh audit store per run (output's folder is the run's own): the run is an operator's
+    # first full audit, saved as every audit is, and nothing lands in the user's state dir.
     env.update(DATABASE_URL=url, ENCRYPTION_KEY=CURRENT_KEY, ENCRYPTION_KEY_PREVIOUS=PREVIOUS_KEY,
-               TOOLKIT_REGISTRY=str(registry))
+               TOOLKIT_REGISTRY=str(registry), TOOLKIT_STATE_DIR=str(output.parent / f"state-{time.time_ns()}"))
     command = [sys.executable, "-m", "toolkit", "audit", "--format", "json", "--output", str(output),
                "--fail-on", "never"]
     if jobs is not None:
