@@ -63,14 +63,13 @@ def render_text(view, revealed) -> str:
 
 def _state_severity(state: str) -> str | None:
     """A field's state coloured as the audit finding it is (one owner: the codes table)."""
-    from .. import inspection
-    from ..audit.codes import CODES
+    from .. import codes, inspection
 
-    code = {inspection.PLAINTEXT_SECRET: "secret.plaintext", inspection.MALFORMED: "secret.malformed",
-            inspection.UNDECRYPTABLE: "secret.undecryptable", inspection.STALE: "secret.stale-key",
-            inspection.NON_STRING: "config.non-string",
-            inspection.CIPHERTEXT: "field.unexpected-ciphertext"}.get(state)
-    return CODES[code].severity if code else None
+    code = {inspection.PLAINTEXT_SECRET: codes.SECRET_PLAINTEXT, inspection.MALFORMED: codes.SECRET_MALFORMED,
+            inspection.UNDECRYPTABLE: codes.SECRET_UNDECRYPTABLE, inspection.STALE: codes.SECRET_STALE_KEY,
+            inspection.NON_STRING: codes.CONFIG_NON_STRING,
+            inspection.CIPHERTEXT: codes.FIELD_UNEXPECTED_CIPHERTEXT}.get(state)
+    return codes.CODES[code].severity if code else None
 
 
 def render_lines(view, revealed):

@@ -225,7 +225,7 @@ def audit_severity(line: str) -> str | None:
     """The severity of a line of the audit's text report: a code's heading
     (`secret.plaintext (error) — 3 findings`) or its row in the summary table. Matched on the
     codes table, so a finding's message (customer text, indented) never colours a line."""
-    from ..audit.codes import CODES
+    from ..codes import CODES
 
     head = line.removeprefix("NEW ").removeprefix("FIXED ")
     code, _, rest = head.partition(" ")

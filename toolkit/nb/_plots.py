@@ -8,7 +8,7 @@ tables: compare those, not pixels.
 
 from __future__ import annotations
 
-from ..audit.codes import CODES, SEVERITIES
+from ..codes import CODES, SEVERITIES
 
 PLOT_HINT = "pip install 'installation-toolkit[plot]'"
 

@@ -24,7 +24,6 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from ... import inspection
-from ...configs import ConfigService
 from ...db import APP_STATUSES
 from ...errors import ToolkitError
 from ...safe_text import escape_text, is_safe
@@ -287,8 +286,7 @@ class InstallationScreen(DataScreen):
         app_id, status = detail.app_id, detail.status
 
         def check(database):
-            service = ConfigService(database, source.registry, None)  # validation needs no key
-            return detail, changes, prompt, confirm, done, service.change_problems(app_id, changes, status=status)
+            return detail, changes, prompt, confirm, done, source.change_problems(database, app_id, changes, status=status)
 
         self.fetch("check", check)
 
