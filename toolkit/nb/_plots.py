@@ -113,19 +113,19 @@ def plot_history(history, *, width: float = 9.0):
     runs = list(reversed(history.runs))  # oldest first
     times = [dt.datetime.fromisoformat(r["generated_at"]) for r in runs]
     fig = Figure(figsize=(width, 6.0), layout="constrained")
-    by_severity, by_code = fig.subplots(2, 1, sharex=True)
+    severity_axes, by_code = fig.subplots(2, 1, sharex=True)
     for severity, color in ((s, _SHADES[s][1]) for s in SEVERITIES):
-        by_severity.plot(times, [r["by_severity"].get(severity, 0) for r in runs], marker="o", label=severity, color=color)
+        severity_axes.plot(times, [r["by_severity"].get(severity, 0) for r in runs], marker="o", label=severity, color=color)
     codes = by_severity(sorted({c for r in runs for c, n in r["by_code"].items() if n}))
     colors = severity_colours(codes)
     for code in codes:
         color = colors[code]
         by_code.plot(times, [r["by_code"].get(code, 0) for r in runs], marker=".", label=code, color=color)
-    by_severity.set_ylabel("findings")
-    by_severity.set_title("Saved audits: findings by severity")
+    severity_axes.set_ylabel("findings")
+    severity_axes.set_title("Saved audits: findings by severity")
     by_code.set_ylabel("findings")
     by_code.set_title("by code")
-    by_severity.legend(frameon=False, fontsize="small")
+    severity_axes.legend(frameon=False, fontsize="small")
     if codes:
         by_code.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.autofmt_xdate()
