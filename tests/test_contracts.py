@@ -4,7 +4,8 @@ keeps its layers honest the same way with import-linter):
 - crypto imports nothing from the database layer;
 - the core (everything but the front ends tui/ and cli/) imports neither click, rich nor
   textual at module level (rich is only ever imported lazily, inside the hooks rich calls);
-- the dashboard reaches the database only through its data source (tui/source.py);
+- the dashboard reaches the database only through its data source (tui/source.py): no
+  database module, and no query function of browse/inspection, anywhere else in tui/;
 - no audit code is spelled as a string literal outside the codes table (toolkit/codes.py).
 """
 
@@ -21,9 +22,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "toolkit"
 FRONT_ENDS = ("tui", "cli")
 # The schema's enum labels are facts of the app, not database access.
 TUI_MAY_IMPORT_FROM_DB = {"APP_STATUSES", "ROLES"}
-DATABASE_MODULES = ("toolkit.db", "toolkit.browse", "toolkit.inspection", "toolkit.writes.configs", "toolkit.writes.repair",
-                    "toolkit.writes.rewrite", "toolkit.keys", "toolkit.audit.engine", "toolkit.audit.store",
+DATABASE_MODULES = ("toolkit.db", "toolkit.writes", "toolkit.keys", "toolkit.audit.engine", "toolkit.audit.store",
                     "peewee", "psycopg2", "sqlite3")
+# Modules of both query functions (their first parameter is `database`) and the types their
+# results come in: the dashboard may use the types, never call the queries but through its source.
+QUERY_MODULES = ("browse", "inspection")
 
 
 def sources(under: str = "") -> list[Path]:
@@ -53,7 +56,10 @@ def imports(path: Path, *, top_level_only: bool = False):
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module
-            yield module, tuple(alias.name for alias in node.names), node.lineno
+            names = tuple(alias.name for alias in node.names)
+            yield module, names, node.lineno
+            for name in names:  # `from toolkit import browse` imports toolkit.browse
+                yield f"{module}.{name}", (), node.lineno
 
 
 def within(module: str, prefixes) -> bool:
@@ -88,7 +94,31 @@ def test_the_dashboard_reaches_the_database_only_through_its_data_source(path):
             continue
         if module == "toolkit.db" and names and set(names) <= TUI_MAY_IMPORT_FROM_DB:
             continue
+        if module.rpartition(".")[::2] in {("toolkit.db", name) for name in TUI_MAY_IMPORT_FROM_DB}:
+            continue
         offenders.append((module, names, line))
+    assert offenders == []
+
+
+def query_functions(module: str) -> set[str]:
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+            and node.args.args and node.args.args[0].arg == "database"}
+
+
+@pytest.mark.parametrize("path", [p for p in sources("tui") if p.name != "source.py"],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_dashboard_calls_no_query_but_through_its_data_source(path):
+    queries = {module: query_functions(module) for module in QUERY_MODULES}
+    assert queries["browse"] and queries["inspection"]  # the walk finds them at all
+    offenders = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in queries:
+            if node.attr in queries[node.value.id]:
+                offenders.append(f"{node.value.id}.{node.attr} line {node.lineno}")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[-1] in queries:
+            offenders += [f"{alias.name} line {node.lineno}" for alias in node.names
+                          if alias.name in queries[node.module.split(".")[-1]]]
     assert offenders == []
 
 

@@ -11,7 +11,7 @@ import contextlib
 import functools
 from typing import Any, Callable
 
-from .. import db
+from .. import browse, db, inspection
 from ..errors import ConfigError, RegistryError, ToolkitError
 
 
@@ -52,6 +52,21 @@ class DataSource:
             keyring=lambda: context.keyring,
             is_demo=context.is_demo,
         )
+
+    # --- the queries the screens run -------------------------------------------------------
+    # Every database read of the dashboard, in one list: a screen's worker calls one of these
+    # with the database its session() opened for that thread (workers.DataScreen.fetch).
+    list_installations = staticmethod(browse.list_installations)
+    count_installations = staticmethod(browse.count_installations)
+    export_installations = staticmethod(browse.export_installations)
+    list_users = staticmethod(browse.list_users)
+    count_users = staticmethod(browse.count_users)
+    overview = staticmethod(browse.overview)
+
+    def load_installation(self, database, installation_id: int):
+        """One installation's view; without a keyring (ENCRYPTION_KEY unset) secrets stay
+        masked and reveal explains."""
+        return inspection.load_installation(database, self.registry, self.keyring_or_none(), installation_id)
 
     # --- database ---------------------------------------------------------------------
     @staticmethod

@@ -80,9 +80,7 @@ class InstallationScreen(DataScreen):
     def reload(self) -> None:
         installation_id = self.installation_id
         source = self.app.source
-        # No keyring (ENCRYPTION_KEY unset) still browses: secrets stay masked, reveal explains.
-        self.fetch("detail", lambda database: inspection.load_installation(
-            database, source.registry, source.keyring_or_none(), installation_id))
+        self.fetch("detail", lambda database: source.load_installation(database, installation_id))
 
     def action_reload(self) -> None:
         self.reload()

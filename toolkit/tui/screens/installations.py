@@ -453,7 +453,7 @@ class InstallationsScreen(ListScreen):
             self.load_overview()
 
     def load_overview(self) -> None:
-        self.fetch("overview", browse.overview)
+        self.fetch("overview", self.app.source.overview)
 
     def show_overview(self, overview) -> None:
         self.overview = overview
@@ -465,10 +465,12 @@ class InstallationsScreen(ListScreen):
         return self.query_filter.is_empty
 
     def counter(self):
+        count_installations = self.app.source.count_installations
+
         def count(database, filters):
             if filters.is_empty:
                 return None  # the overview's total answers it exactly (show_overview)
-            return browse.count_installations(database, filters)
+            return count_installations(database, filters)
 
         return count
 
@@ -519,7 +521,8 @@ class InstallationsScreen(ListScreen):
             return
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = folder / f"installations-{stamp}.{fmt}"
-        self.fetch("export", lambda database: (path, browse.export_installations(database, path, fmt, filters, sort)))
+        export = self.app.source.export_installations
+        self.fetch("export", lambda database: (path, export(database, path, fmt, filters, sort)))
 
     def show_export(self, result) -> None:
         path, count = result
@@ -566,7 +569,7 @@ class InstallationsScreen(ListScreen):
         ]
 
     def lister(self):
-        return browse.list_installations
+        return self.app.source.list_installations
 
     def browse_filter(self):
         query = self.query_filter

@@ -35,10 +35,10 @@ class UsersScreen(ListScreen):
         ]
 
     def lister(self):
-        return browse.list_users
+        return self.app.source.list_users
 
     def counter(self):
-        return browse.count_users
+        return self.app.source.count_users
 
     def browse_filter(self):
         query = self.query_filter
