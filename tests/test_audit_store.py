@@ -103,12 +103,16 @@ def test_fingerprints_follow_what_the_checks_read():
 def test_the_changed_since_sql():
     query = installation_query(Filters(changed_since=42, apps=("svc",)))
     assert changed_since_condition() in query.sql and query.params == ("svc", 42)
-    assert "pg_current_snapshot()" in query.sql and "& 4294967295" in query.sql
+    assert "age(xmin) <= (SELECT age(%s::text::xid))" in query.sql
+    # A 64-bit xid becomes the 32-bit one age() takes; low bits 0-2 are never assigned.
+    assert installation_query(Filters(changed_since=(7 << 32) + 42)).params == (42,)
+    assert installation_query(Filters(changed_since=7 << 32)).params == (3,)
     ids = installation_query(Filters(ids=(3, 5)))
     assert ids.sql.endswith("WHERE id = ANY(%s::integer[])") and ids.params == ([3, 5],)
     assert Filters(ids=(1,), changed_since=1).describe() == {}  # the report is the full audit's
-    pass_ = id_query(Filters(statuses=("configured",)))
-    assert pass_.sql == "SELECT id, xmin FROM app_installations WHERE status IN (%s)" and pass_.params == ("configured",)
+    pass_ = id_query(Filters(statuses=("configured",)), since=(1 << 32) + 9)
+    assert pass_.sql == (f"SELECT id::bigint, {changed_since_condition()} FROM app_installations"
+                         " WHERE status IN (%s)") and pass_.params == (9, "configured")
     with pytest.raises(ValueError):
         installation_query(Filters(ids=(1,)), mark="?")
 
@@ -174,7 +178,7 @@ def test_fallbacks_say_why_in_one_line(seeded, run_cli, tmp_path):
     assert mode == "full" and "backwards" in line
     # A damaged saved state: anything unexpected runs a full audit.
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE state SET meta = x'00'")
+        db.execute("UPDATE state_base SET meta = x'00'")
     mode, line = incremental(ENCRYPTION_KEY_PREVIOUS=K2)
     assert mode == "full" and line.startswith("incremental audit failed (")
     ok = run_cli("audit", "--incremental", "--format", "json", env={**env, "ENCRYPTION_KEY_PREVIOUS": K2})
@@ -277,10 +281,10 @@ def test_the_dashboard_opens_on_the_saved_audit_and_r_runs_it_incrementally(seed
     assert [r["mode"] for r in runs] == ["incremental", "full"]
 
 
-def test_the_sql_and_the_numpy_changed_rules_agree(seeded):
-    """changed_since_condition (SQL, for Filters.changed_since) and the id pass (numpy) are one
-    rule written twice for speed: held equal here, at every xmin boundary of the table."""
-    from toolkit.audit.store import _id_pass
+def test_the_id_pass_and_the_changed_since_filter_agree(seeded):
+    """The id pass (a binary COPY of id and the changed flag) and Filters.changed_since (the
+    rows the audit reads) select the same rows, at every xmin boundary of the table."""
+    from toolkit.audit.store import Snapshot, State, _changes
 
     url, _ = seeded
     database, registry = open_postgres(url), parse_registry(REGISTRY_DATA)
@@ -289,12 +293,16 @@ def test_the_sql_and_the_numpy_changed_rules_agree(seeded):
         cursor.execute("UPDATE app_installations SET updated_at = now() WHERE id = 2")
         cursor.execute("SELECT DISTINCT xmin::text::bigint FROM app_installations")
         xmins = sorted(row[0] for row in cursor.fetchall())
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        epoch = cursor.fetchone()[0] >> 32 << 32
     connection.close()
-    for since in [x + d for x in xmins for d in (-1, 0, 1)]:
+    for since in [epoch + x + d for x in xmins for d in (-1, 0, 1)]:
         query = installation_query(Filters(changed_since=since))
         with database.atomic():
             cursor = database.execute_sql(query.sql, query.params)
             by_sql = sorted(row[0] for row in cursor.fetchall())
-        assert _id_pass(database, Filters(), registry, since)[1].tolist() == by_sql
+        base = State("", "", "", Snapshot("", since, since, 0), [], None)
+        ids, changed, groups = _changes(database, Filters(), registry, base, users_since=False)
+        assert changed.tolist() == by_sql and ids.tolist() == [1, 2] and groups is None
     assert len(xmins) == 2
     database.close()
