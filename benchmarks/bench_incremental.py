@@ -7,14 +7,17 @@ Target (issue 14): the incremental audit takes at most 15% of the full audit's t
 Both run as an operator runs them — `python -m toolkit audit --format json` in a subprocess,
 interpreter start and imports included — against one database and one audit store:
 
-    1. a full audit, saved (the base)
+    1. a full audit, saved (the base); the store file is copied aside
     2. the app changes 1% of the rows: 80% of them updated (config rewritten), 10% deleted,
        10% inserted, one in ten new secrets reusing an untouched row's IV
-    3. `--incremental`, timed; then a full audit of the same state, timed (`--no-save`)
-    4. both reports' findings must be equal; the ratio is incremental / full from this one run
+    3. `--runs` times, alternating: the base store put back, `--incremental` (saving, as cron
+       runs it), timed; then a full audit of the same state (`--no-save`), timed
+    4. every run's findings must equal the full audit's; the ratio is best / best
 
 Wall times on a shared machine vary by 30% run to run: the script prints the CPU seconds of
-each audit process (children included) and the load average beside the ratio.
+each audit process (children included) and the load average before and after.
+`--database NAME` reuses a scratch database kept by `--keep` (no refill: the base audit and
+the app's changes run again on top of it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,40 +103,64 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--changed", type=float, default=0.01)
+    parser.add_argument("--runs", type=int, default=3, help="alternating incremental/full runs; best counts")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", metavar="NAME", help="reuse this kept scratch database (no refill)")
     args = parser.parse_args()
 
-    name = _datagen.create_database("bench_incremental")
+    name = args.database or _datagen.create_database("bench_incremental")
     state = tempfile.TemporaryDirectory()
     try:
-        print(f"filling {name} with {args.rows:,} installations …", flush=True)
-        print(" ", _datagen.fill(_datagen.dsn(name), args.rows, [bytes.fromhex(CURRENT_KEY)]))
+        if not args.database:
+            print(f"filling {name} with {args.rows:,} installations …", flush=True)
+            print(" ", _datagen.fill(_datagen.dsn(name), args.rows, [bytes.fromhex(CURRENT_KEY)]))
         registry = _datagen.write_registry(Path(state.name) / "registry.json")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOLKIT_", "DATABASE_URL", "ENCRYPTION_KEY"))}
         env.update(DATABASE_URL=_datagen.url(name), ENCRYPTION_KEY=CURRENT_KEY, TOOLKIT_REGISTRY=str(registry),
                    TOOLKIT_STATE_DIR=state.name, PYTHONPATH=str(ROOT))
+        store = Path(state.name) / "audits.sqlite3"
+        saved = Path(state.name) / "base.sqlite3"
         base_wall, base_cpu, base = run_audit(env)
+        shutil.copyfile(store, saved)  # the last connection closed: the WAL is checkpointed into the file
         print(f"base full audit (saved): {base_wall:.2f} s wall, {base_cpu:.2f} s CPU, "
-              f"{base['summary']['findings']:,} findings")
+              f"{base['summary']['findings']:,} findings; store {store.stat().st_size / 1e6:.1f} MB")
         print("  the app changes the rows:", change(_datagen.dsn(name), args.changed))
-        inc_wall, inc_cpu, incremental = run_audit(env, "--incremental")
-        full_wall, full_cpu, full = run_audit(env, "--no-save")
-        equal = incremental["findings"] == full["findings"]
-        print(f"incremental: {inc_wall:.2f} s wall, {inc_cpu:.2f} s CPU, mode {incremental['summary']['mode']}, "
-              f"rows read {incremental['summary']['rows_read']:,}")
-        print(f"full:        {full_wall:.2f} s wall, {full_cpu:.2f} s CPU, rows read {full['summary']['rows_read']:,}")
-        print(f"findings equal: {equal} ({full['summary']['findings']:,})")
+        load_before = os.getloadavg()
+        times = {"incremental": [], "full": []}
+        equal = True
+        for run in range(args.runs):
+            for suffix in ("-wal", "-shm"):
+                Path(f"{store}{suffix}").unlink(missing_ok=True)
+            shutil.copyfile(saved, store)
+            inc_wall, inc_cpu, incremental = run_audit(env, "--incremental")
+            full_wall, full_cpu, full = run_audit(env, "--no-save")
+            times["incremental"].append((inc_wall, inc_cpu))
+            times["full"].append((full_wall, full_cpu))
+            same = incremental["findings"] == full["findings"]
+            equal = equal and same and incremental["summary"]["mode"] == "incremental"
+            print(f"run {run + 1}: incremental {inc_wall:.2f} s wall, {inc_cpu:.2f} s CPU (mode "
+                  f"{incremental['summary']['mode']}, rows read {incremental['summary']['rows_read']:,}); "
+                  f"full {full_wall:.2f} s wall, {full_cpu:.2f} s CPU (rows read {full['summary']['rows_read']:,}); "
+                  f"findings equal: {same} ({full['summary']['findings']:,})", flush=True)
+        load_after = os.getloadavg()
+        inc_wall, inc_cpu = (min(t[i] for t in times["incremental"]) for i in (0, 1))
+        full_wall, full_cpu = (min(t[i] for t in times["full"]) for i in (0, 1))
+        print(f"best of {args.runs}: incremental {inc_wall:.2f} s wall, {inc_cpu:.2f} s CPU; "
+              f"full {full_wall:.2f} s wall, {full_cpu:.2f} s CPU")
         print(f"ratio incremental / full: {inc_wall / full_wall:.1%} wall, {inc_cpu / full_cpu:.1%} CPU "
               f"(target <= 15%, aim 5%)")
-        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        store = Path(state.name) / "audits.sqlite3"
-        print(f"audit store: {store.stat().st_size / 1e6:.1f} MB")
+        print(f"findings equal in every run: {equal}")
+        print(f"load average before {' '.join(f'{x:.2f}' for x in load_before)}, "
+              f"after {' '.join(f'{x:.2f}' for x in load_after)}")
+        print(f"audit store after an incremental run: {store.stat().st_size / 1e6:.1f} MB")
         if not equal:
             raise SystemExit(1)
     finally:
         state.cleanup()
-        if not args.keep:
+        if not args.keep and not args.database:
             _datagen.drop_database(name)
+        elif not args.database:
+            print(f"kept {name}: --database {name} reuses it")
 
 
 if __name__ == "__main__":

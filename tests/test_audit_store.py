@@ -103,12 +103,16 @@ def test_fingerprints_follow_what_the_checks_read():
 def test_the_changed_since_sql():
     query = installation_query(Filters(changed_since=42, apps=("svc",)))
     assert changed_since_condition() in query.sql and query.params == ("svc", 42)
-    assert "pg_current_snapshot()" in query.sql and "& 4294967295" in query.sql
+    assert "age(xmin) <= (SELECT age(%s::text::xid))" in query.sql
+    # A 64-bit xid becomes the 32-bit one age() takes; low bits 0-2 are never assigned.
+    assert installation_query(Filters(changed_since=(7 << 32) + 42)).params == (42,)
+    assert installation_query(Filters(changed_since=7 << 32)).params == (3,)
     ids = installation_query(Filters(ids=(3, 5)))
     assert ids.sql.endswith("WHERE id = ANY(%s::integer[])") and ids.params == ([3, 5],)
     assert Filters(ids=(1,), changed_since=1).describe() == {}  # the report is the full audit's
-    pass_ = id_query(Filters(statuses=("configured",)))
-    assert pass_.sql == "SELECT id, xmin FROM app_installations WHERE status IN (%s)" and pass_.params == ("configured",)
+    pass_ = id_query(Filters(statuses=("configured",)), since=(1 << 32) + 9)
+    assert pass_.sql == (f"SELECT id::bigint, {changed_since_condition()} FROM app_installations"
+                         " WHERE status IN (%s)") and pass_.params == (9, "configured")
     with pytest.raises(ValueError):
         installation_query(Filters(ids=(1,)), mark="?")
 
@@ -174,7 +178,7 @@ def test_fallbacks_say_why_in_one_line(seeded, run_cli, tmp_path):
     assert mode == "full" and "backwards" in line
     # A damaged saved state: anything unexpected runs a full audit.
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE state SET meta = x'00'")
+        db.execute("UPDATE state_base SET meta = x'00'")
     mode, line = incremental(ENCRYPTION_KEY_PREVIOUS=K2)
     assert mode == "full" and line.startswith("incremental audit failed (")
     ok = run_cli("audit", "--incremental", "--format", "json", env={**env, "ENCRYPTION_KEY_PREVIOUS": K2})
@@ -277,10 +281,10 @@ def test_the_dashboard_opens_on_the_saved_audit_and_r_runs_it_incrementally(seed
     assert [r["mode"] for r in runs] == ["incremental", "full"]
 
 
-def test_the_sql_and_the_numpy_changed_rules_agree(seeded):
-    """changed_since_condition (SQL, for Filters.changed_since) and the id pass (numpy) are one
-    rule written twice for speed: held equal here, at every xmin boundary of the table."""
-    from toolkit.audit.store import _id_pass
+def test_the_id_pass_and_the_changed_since_filter_agree(seeded):
+    """The id pass (a binary COPY of id and the changed flag) and Filters.changed_since (the
+    rows the audit reads) select the same rows, at every xmin boundary of the table."""
+    from toolkit.audit.store import Snapshot, State, _changes
 
     url, _ = seeded
     database, registry = open_postgres(url), parse_registry(REGISTRY_DATA)
@@ -289,12 +293,118 @@ def test_the_sql_and_the_numpy_changed_rules_agree(seeded):
         cursor.execute("UPDATE app_installations SET updated_at = now() WHERE id = 2")
         cursor.execute("SELECT DISTINCT xmin::text::bigint FROM app_installations")
         xmins = sorted(row[0] for row in cursor.fetchall())
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        epoch = cursor.fetchone()[0] >> 32 << 32
     connection.close()
-    for since in [x + d for x in xmins for d in (-1, 0, 1)]:
+    for since in [epoch + x + d for x in xmins for d in (-1, 0, 1)]:
         query = installation_query(Filters(changed_since=since))
         with database.atomic():
             cursor = database.execute_sql(query.sql, query.params)
             by_sql = sorted(row[0] for row in cursor.fetchall())
-        assert _id_pass(database, Filters(), registry, since)[1].tolist() == by_sql
+        base = State("", "", "", Snapshot("", since, since, 0), [], None)
+        ids, changed, groups = _changes(database, Filters(), registry, base, users_since=False)
+        assert changed.tolist() == by_sql and ids.tolist() == [1, 2] and groups is None
     assert len(xmins) == 2
+    database.close()
+
+
+def test_membership_by_table_and_by_search_agree():
+    import numpy as np
+
+    from toolkit.audit.store import _member
+
+    rng = np.random.default_rng(14)
+    for universe in (50, 10 ** 9):  # a dense id range (the table) and a sparse one (binary search)
+        wanted = np.unique(rng.integers(1, universe, 40))
+        values = np.concatenate([rng.integers(-5, universe + 5, 500), wanted, [wanted[0] - 1, wanted[-1] + 1]])
+        assert _member(values, wanted).tolist() == [v in set(wanted.tolist()) for v in values.tolist()]
+    assert _member(np.zeros(0, np.int64), wanted).tolist() == []
+    assert _member(values, np.zeros(0, np.int64)).tolist() == [False] * len(values)
+
+
+def test_nonce_reuse_over_the_candidates_equals_it_over_every_value():
+    """_reuse_candidates keeps every member of every reused group (and a few others): the
+    findings over them are those over all values — equal IVs under another key or of another
+    length included, and kept/dropped base values."""
+    import os
+
+    import numpy as np
+
+    from toolkit.audit.nonces import IVLog, nonce_reuse_findings
+    from toolkit.audit.store import _reuse_candidates, _select
+
+    slots = [("svc", "token"), ("svc", "hook")]
+    rng = np.random.default_rng(3)
+
+    def log_of(count, start, ivs):
+        log = IVLog()
+        for n in range(count):
+            iv = ivs[rng.integers(len(ivs))] if rng.random() < 0.05 else os.urandom(16 if n % 3 else 12)
+            log.add(iv, int(rng.integers(2)), n % 2, start + n, 7)
+        return log
+
+    shared = [os.urandom(16), os.urandom(12), os.urandom(16)]
+    base, new = log_of(3000, 1, shared), log_of(300, 5000, shared)
+    keep = rng.random(len(base)) < 0.9
+    everything = _select(base, keep)
+    everything.extend(new.state())
+    expected = sorted(nonce_reuse_findings(everything, slots))
+    assert len(expected) > 20
+    candidates = _reuse_candidates(base, keep, new)
+    assert len(candidates) < len(everything) // 10
+    assert sorted(nonce_reuse_findings(candidates, slots)) == expected
+
+
+def test_a_version_1_store_keeps_its_runs_and_drops_its_state(seeded, tmp_path):
+    url, _ = seeded
+    path = tmp_path / "audits.sqlite3"
+    with sqlite3.connect(path) as db:  # the first schema: runs, and a state of whole-table blobs
+        db.executescript("CREATE TABLE runs (id INTEGER PRIMARY KEY, database TEXT NOT NULL, generated_at TEXT"
+                         " NOT NULL, mode TEXT NOT NULL, duration_s REAL, rows_read INTEGER, installations INTEGER,"
+                         " findings INTEGER NOT NULL, by_severity TEXT NOT NULL, by_code TEXT NOT NULL, filters TEXT"
+                         " NOT NULL, report BLOB); CREATE TABLE state (database TEXT NOT NULL, scope TEXT NOT NULL,"
+                         " digests BLOB, PRIMARY KEY (database, scope)); PRAGMA user_version = 1;")
+        db.execute("INSERT INTO runs VALUES (1, 'db', 't', 'full', 1, 2, 2, 0, '{}', '{}', '{}', NULL)")
+        db.execute("INSERT INTO state VALUES ('db', '{}', x'00')")
+    database, registry, keyring = open_postgres(url), parse_registry(REGISTRY_DATA), _keyring(K1)
+    lines = []
+    with AuditStore(path) as store:
+        assert [run["id"] for run in store.runs()] == [1]
+        report = audit(database, registry, keyring, store=store, incremental=True, warn=lines.append)
+        assert report.meta["mode"] == "full" and "no saved audit of this database" in lines[0]
+        assert audit(database, registry, keyring, store=store, incremental=True).meta["mode"] == "incremental"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    database.close()
+
+
+def test_a_state_saved_over_another_base_brings_its_own(seeded, tmp_path, monkeypatch):
+    """An incremental state is saved as an overlay over the base it was derived from; if
+    another run saved another base meanwhile, its own base is written with it."""
+    from toolkit.audit import store as store_module
+    from toolkit.audit.store import _incremental, checks_fingerprint, scope_of
+
+    monkeypatch.setattr(store_module, "COMPACT_SHARE", float("inf"))  # two rows: never compact
+
+    url, _ = seeded
+    database, registry, keyring = open_postgres(url), parse_registry(REGISTRY_DATA), _keyring(K1)
+    fingerprints = (registry_fingerprint(registry), keyring_fingerprint(keyring), checks_fingerprint())
+    with AuditStore(tmp_path / "audits.sqlite3") as store:
+        first = audit(database, registry, keyring, store=store)
+        name, scope = first.meta["database"], scope_of(Filters())
+        loaded = store.state(name, scope)
+        connection = psycopg2.connect(url)
+        with connection, connection.cursor() as cursor:
+            cursor.execute("UPDATE app_installations SET config = config || '{\"mode\": \"zz\"}' WHERE id = 1")
+        connection.close()
+        report, derived = _incremental(database, registry, keyring, Filters(), loaded, fingerprints, 1, None)
+        assert derived.base_run == loaded.base_run and len(derived.new_log) == 1  # an overlay
+        audit(database, registry, keyring, store=store)  # another run: another base
+        store.save(report, derived, scope)
+        again = store.state(name, scope)
+        assert again.base_run != loaded.base_run  # written anew, with the state's own base
+        assert bytes(again.log.ivs) == bytes(loaded.log.ivs) and again.row_findings == loaded.row_findings
+        assert again.new_findings == derived.new_findings and bytes(again.new_log.rows) == bytes(derived.new_log.rows)
+        later = audit(database, registry, keyring, store=store, incremental=True)
+        assert later.meta["mode"] == "incremental" and later.findings == run_audit(database, registry, keyring).findings
     database.close()
