@@ -55,6 +55,7 @@ import os
 import sqlite3
 import time
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +222,7 @@ class State:
     keyring: str
     checks: str
     snapshot: Snapshot
-    row_findings: list  # the base's: (code, installation_id, user_id, app_id, field, message)
+    row_findings: Iterable  # the base's: (code, installation_id, user_id, app_id, field, message) tuples
     log: IVLog  # the base's traces, digests in place of IVs
     users: object = None  # int64 array: the users of the email-duplicate groups (None: unknown)
     stale: object = None  # sorted int64 array (None: none)
@@ -265,7 +266,7 @@ class AuditStore:
         """Save a completed run (and, given, the state the next incremental run starts from)."""
         summary = report.summary
         database = summary.get("database", "")
-        document = zlib.compress(report.to_json(indent=None).encode("utf-8"), 6)
+        document = _compressed_json(report)
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO runs (database, generated_at, mode, duration_s, rows_read, installations,"
@@ -377,12 +378,42 @@ class AuditStore:
         self._db.execute("COMMIT")
 
 
-def _packed(findings: list) -> bytes:
-    return zlib.compress(json.dumps(findings, ensure_ascii=False).encode("utf-8"), 1)
+def _packed(findings) -> bytes:
+    """The findings (an iterable of tuples) as one JSON array, compressed as it is written:
+    a million findings never stand in memory as one string."""
+    compressor = zlib.compressobj(1)
+    parts, chunk, first = [compressor.compress(b"[")], [], True
+    for finding in findings:
+        chunk.append(finding)
+        if len(chunk) == _PACK_CHUNK:
+            parts.append(compressor.compress(_json_items(chunk, first)))
+            chunk, first = [], False
+    if chunk:
+        parts.append(compressor.compress(_json_items(chunk, first)))
+    parts.append(compressor.compress(b"]"))
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+_PACK_CHUNK = 10_000
+
+
+def _json_items(chunk, first: bool) -> bytes:
+    body = json.dumps(chunk, ensure_ascii=False)[1:-1].encode("utf-8")  # the items, without [ ]
+    return body if first else b", " + body
 
 
 def _unpacked(blob: bytes) -> list[tuple]:
     return [tuple(f) for f in json.loads(zlib.decompress(blob))]
+
+
+def _compressed_json(report: Report) -> bytes:
+    """The report's JSON, streamed into the compressor (a spilled report never becomes one string)."""
+    compressor = zlib.compressobj(1)
+    parts = []
+    report.stream("json", lambda piece: parts.append(compressor.compress(piece.encode("utf-8"))))
+    parts.append(compressor.flush())
+    return b"".join(parts)
 
 
 def _private_dir(path: Path) -> None:
@@ -445,7 +476,7 @@ def audit(database, registry, keyring, filters: Filters | None = None, *, store:
         users = None
         if _users_since_possible(filters):
             users = np.array(sorted({f.user_id for f in report.findings if f.code == USER_EMAIL_CASE_DUPLICATE}), dtype=np.int64)
-        state = State(*fingerprints, snapshot, _row_findings(report), _digested(trace.get("ivs", IVLog())), users)
+        state = State(*fingerprints, snapshot, _RowFindings(report), _digested(trace.get("ivs", IVLog())), users)
     report = Report(report.findings, {**report.meta, "mode": "full",
                                       "rows_read": report.meta.get("installations", 0)})
     return _finish(report, state, store, name, scope, save, started, warn)
@@ -477,9 +508,20 @@ def _users_since_possible(filters: Filters) -> bool:
     return USER_EMAIL_CASE_DUPLICATE in filters.codes and not filters.users and not filters.narrows_installations
 
 
+class _RowFindings:
+    """A full audit's per-row findings as tuples, read from the report when iterated (a spilled
+    report streams them from disk): what the state saves, without a copy in memory."""
+
+    def __init__(self, report: Report):
+        self._report = report
+
+    def __iter__(self):
+        return ((f.code, f.installation_id, f.user_id, f.app_id, f.field, f.message)
+                for f in self._report.findings if f.code not in ROW_CODES_EXCLUDED)
+
+
 def _row_findings(report: Report) -> list[tuple]:
-    return [(f.code, f.installation_id, f.user_id, f.app_id, f.field, f.message)
-            for f in report.findings if f.code not in ROW_CODES_EXCLUDED]
+    return list(_RowFindings(report))
 
 
 def _digested(log: IVLog) -> IVLog:
