@@ -8,8 +8,7 @@
     3. property: random inserts, updates, deletes, repeated IVs, colliding emails, emails
        changed and users deleted between incremental audits (psycopg2 as the app) -> always the
        full audit's findings; once with the saved base never compacted (every run adds to the
-       overlay, the base stays the first run's) and the id pass split in two, once compacted at
-       every change
+       overlay, the base stays the first run's), once compacted at every change
 """
 
 from __future__ import annotations
@@ -286,7 +285,6 @@ def test_property_incremental_always_equals_full(pg_url, tmp_path_factory, monke
     from toolkit.audit import store
 
     monkeypatch.setattr(store, "COMPACT_SHARE", compact_share)
-    monkeypatch.setattr(store, "SPLIT_SPAN", 0 if compact_share else store.SPLIT_SPAN)  # overlay: id pass split too
     h = Harness(pg_url, tmp_path_factory.mktemp("store") / "audits.sqlite3")
     try:
         h.sql("TRUNCATE users, app_installations RESTART IDENTITY CASCADE")

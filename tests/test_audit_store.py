@@ -281,16 +281,10 @@ def test_the_dashboard_opens_on_the_saved_audit_and_r_runs_it_incrementally(seed
     assert [r["mode"] for r in runs] == ["incremental", "full"]
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["one-copy", "split"])
-def test_the_id_pass_and_the_changed_since_filter_agree(seeded, monkeypatch, split):
-    """The id pass (a binary COPY of id and the changed flag, and split: the upper half of the
-    ids as an aggregate aside) and Filters.changed_since (the rows the audit reads) select the
-    same rows, at every xmin boundary of the table."""
-    from toolkit.audit import store
+def test_the_id_pass_and_the_changed_since_filter_agree(seeded):
+    """The id pass (a binary COPY of id and the changed flag) and Filters.changed_since (the
+    rows the audit reads) select the same rows, at every xmin boundary of the table."""
     from toolkit.audit.store import Snapshot, State, _changes
-
-    if split:
-        monkeypatch.setattr(store, "SPLIT_SPAN", 0)  # two rows: ids 1 and 2, one in each half
 
     url, _ = seeded
     database, registry = open_postgres(url), parse_registry(REGISTRY_DATA)

@@ -198,22 +198,6 @@ def id_query(filters: Filters, known_apps=(), since: int = 0) -> Query:
     return Query(f"SELECT id::bigint, {changed_since_condition()}" + base.sql[start:], (xid32(since), *base.params))
 
 
-def id_aggregate_query(filters: Filters, known_apps=(), since: int = 0) -> Query:
-    """The id pass as one row, for a share of the ids read beside the COPY (store.py): the
-    saved xmin's age in this transaction, then the ids and the changed ones, each as int8send
-    bytes end to end (numpy reads them as they are)."""
-    base = installation_query(dataclasses.replace(filters, changed_since=None, ids=None), known_apps)
-    start = base.sql.index(" FROM app_installations")
-    sql = (f"SELECT ({SAVED_AGE}), string_agg(int8send(id::bigint), ''), string_agg(int8send(id::bigint), '')"
-           f" FILTER (WHERE {changed_since_condition()})" + base.sql[start:])
-    return Query(sql, (xid32(since), xid32(since), *base.params))
-
-
-def id_range_query(filters: Filters, known_apps=()) -> Query:
-    """min(id), max(id) of the rows the id pass reads (the primary key answers at once)."""
-    return range_query(installation_query(dataclasses.replace(filters, changed_since=None, ids=None), known_apps))
-
-
 def duplicate_candidates_query(since: int, users) -> Query:
     """The users' check redone for what may have changed (no --user filter): (lower-cased
     email, id) of every user sharing a lower-cased email with a user written since `since`

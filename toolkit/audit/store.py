@@ -68,10 +68,7 @@ from .report import Report, clean, generated_at
 from .sql import (
     SAVED_AGE,
     Filters,
-    Query,
     duplicate_candidates_query,
-    id_aggregate_query,
-    id_range_query,
     id_query,
     split_users,
     xid32,
@@ -699,88 +696,54 @@ _ID_ROW = np.dtype([("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"), ("flag
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\0" + bytes(8)  # signature, flags 0, no header extension
 
 
-# A query aside runs in a transaction of its own, a moment after the one that checked the
-# saved xmin's age: the checks leave this many transactions to spare.
+# The users' query aside runs in a transaction of its own, a moment after the one that checked
+# the saved xmin's age: that check leaves this many transactions to spare.
 _XID_MARGIN = 2 ** 24
-
-
-# Past this span of ids the id pass is split: the lower half by the COPY, the upper half by a
-# query aside (_Aside), so two server processes scan at once (~0.1 s of ~0.2 s at 1M rows when
-# both cores are free).
-SPLIT_SPAN = 100_000
 
 
 def _changes(database, filters, registry, base: State, users_since: bool):
     """(ids now, sorted; the changed ones among them, sorted; the users' duplicate groups, or
     None when they are to be checked as a full audit does) — one read-only transaction, so
     every age() in it has one reference (sql.changed_since_condition), checked first. The
-    users' query and the upper half of the ids run meanwhile on connections of their own
-    (_Aside) where they can, each checking the age in its own transaction."""
+    users' query runs meanwhile on a connection of its own (_Aside) where it can."""
     import io
 
     since = base.snapshot.xmin
     query = id_query(filters, tuple(registry.apps), since)
     buffer = io.BytesIO()
     users = duplicate_candidates_query(since, base.users.tolist()) if users_since else None
-    aside_users = aside_ids = None
-    parts = []
+    aside = None
     try:
         with translate_errors(database), read_only(database):
             cursor = database.cursor()
             cursor.execute(SAVED_AGE, (xid32(since),))
-            _check_age(cursor.fetchone()[0])
+            if not 0 <= cursor.fetchone()[0] < WRAPAROUND - _XID_MARGIN:
+                raise Fallback("the saved snapshot is (nearly) 2^31 or more transactions old")
             if users is not None:
-                aside_users = _Aside.start(database, users)
-                if aside_users is None:  # no URL to connect with: here, before the COPY
+                aside = _Aside.start(database, users)
+                if aside is None:  # no URL to connect with: here, before the COPY
                     cursor.execute(users.sql, users.params)
                     candidates = cursor.fetchall()
-            if getattr(database, "url", None) is not None:
-                span = id_range_query(filters, tuple(registry.apps))
-                cursor.execute(span.sql, span.params)
-                low, high = cursor.fetchone()
-                if low is not None and high - low >= SPLIT_SPAN:
-                    middle = (low + high) // 2
-                    aside_ids = _Aside.start(database, _id_bound(id_aggregate_query(
-                        filters, tuple(registry.apps), since), ">=", middle))
-                    query = _id_bound(query, "<", middle)
             # Binary: no text to parse (a text COPY of `id, xmin` cost ~0.1 s more, half of it parsing).
             cursor.copy_expert(b"COPY (" + cursor.mogrify(query.sql, query.params) + b") TO STDOUT (FORMAT binary)",
                                buffer)
-        with translate_errors(database):
-            if aside_users is not None:
-                candidates = aside_users.rows()
-            if aside_ids is not None:
-                (age, ids_bytes, changed_bytes), = aside_ids.rows()
-                _check_age(age)
-                parts.append((np.frombuffer(bytes(ids_bytes or b""), dtype=">i8"),
-                              np.frombuffer(bytes(changed_bytes or b""), dtype=">i8")))
+        if aside is not None:
+            with translate_errors(database):
+                candidates = aside.rows()
     finally:
-        for aside in (aside_users, aside_ids):
-            if aside is not None:
-                aside.close()
+        if aside is not None:
+            aside.close()
     data = buffer.getbuffer()
     if bytes(data[:19]) != _BINARY_HEADER or bytes(data[-2:]) != b"\xff\xff" or (len(data) - 21) % _ID_ROW.itemsize:
         raise ValueError("unexpected COPY output")
     rows = np.frombuffer(data[19:len(data) - 2], dtype=_ID_ROW)
     if len(rows) and not ((rows["fields"] == 2).all() and (rows["id_size"] == 8).all() and (rows["flag_size"] == 1).all()):
         raise ValueError("unexpected COPY row")
-    parts.append((rows["id"], rows["id"][rows["changed"] != 0]))
-    ids = np.concatenate([part[0] for part in parts]).astype(np.int64)
-    changed = np.concatenate([part[1] for part in parts]).astype(np.int64)
+    ids = rows["id"].astype(np.int64)
+    changed = ids[rows["changed"] != 0]
     ids.sort()
     changed.sort()
     return ids, changed, None if users is None else _groups(candidates)
-
-
-def _check_age(age) -> None:
-    if not 0 <= age < WRAPAROUND - _XID_MARGIN:
-        raise Fallback("the saved snapshot is (nearly) 2^31 or more transactions old")
-
-
-def _id_bound(query: Query, operator: str, value: int) -> Query:
-    """`query` with `id <operator> value` (open-ended: a row of any id is in one half)."""
-    glue = " AND " if " WHERE " in query.sql else " WHERE "
-    return Query(f"{query.sql}{glue}id {operator} %s", (*query.params, int(value)))
 
 
 def _groups(candidates) -> list[list[int]]:
