@@ -363,11 +363,18 @@ def test_filters_keep_their_own_state_and_an_email_filter_falls_back(pg_url, tmp
         h.close()
 
 
-def test_the_users_check_is_redone_for_the_groups_that_can_differ(pg_url, tmp_path):
+@pytest.mark.parametrize("aside", [True, False], ids=["aside", "in-line"])
+def test_the_users_check_is_redone_for_the_groups_that_can_differ(pg_url, tmp_path, monkeypatch, aside):
     """A duplicate group that loses a user, one whose messages change, one formed by an email
     changed to another's: the incremental users' check (the groups of changed and of saved
-    users only) equals the full GROUP BY, unfiltered and with --user (which runs the latter)."""
+    users only) equals the full GROUP BY, unfiltered and with --user (which runs the latter).
+    Its query runs on a connection of its own beside the id pass, or (no URL to open one
+    with) in the id pass's transaction."""
     from toolkit.audit import Filters
+    from toolkit.audit.store import _Aside
+
+    if not aside:
+        monkeypatch.setattr(_Aside, "start", classmethod(lambda cls, database, query: None))
 
     h = Harness(pg_url, tmp_path / "audits.sqlite3")
     try:

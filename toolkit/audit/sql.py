@@ -196,20 +196,15 @@ def id_query(filters: Filters, known_apps=(), since: int = 0) -> Query:
     return Query(f"SELECT id::bigint, {changed_since_condition()}" + base.sql[start:], (xid32(since), *base.params))
 
 
-def emails_since_query(since: int, users) -> Query:
-    """The users' check redone for what may have changed (no --user filter), step 1: the
-    lower-cased emails of the users written since `since` (the saved 64-bit xmin) and of
-    `users` (those of the saved audit's duplicate groups). Exact (store.py says why). A scan
-    of xmin and ids: lower() runs only for the rows selected."""
-    sql = f"SELECT DISTINCT lower(email) FROM users WHERE {changed_since_condition()} OR id = ANY(%s::integer[])"
+def duplicate_candidates_query(since: int, users) -> Query:
+    """The users' check redone for what may have changed (no --user filter): (lower-cased
+    email, id) of every user sharing a lower-cased email with a user written since `since`
+    (the saved 64-bit xmin) or with one of `users` (those of the saved audit's duplicate
+    groups). Exact (store.py says why); grouped in Python — a GROUP BY over the semi-join is
+    misjudged by the planner, which spills it. One statement, so it can run beside the id pass."""
+    sql = ("SELECT lower(email), id FROM users WHERE lower(email) IN (SELECT lower(email) FROM users WHERE "
+           f"{changed_since_condition()} OR id = ANY(%s::integer[]))")
     return Query(sql, (xid32(since), [int(u) for u in users]))
-
-
-def email_groups_query(emails) -> Query:
-    """Step 2: the ids of each group of two or more users with one of these lower-cased emails
-    (two statements, not a semi-join: the planner misjudges that one's size and spills it)."""
-    return Query("SELECT array_agg(id) FROM users WHERE lower(email) = ANY(%s) GROUP BY lower(email)"
-                 " HAVING count(*) > 1", (list(emails),))
 
 
 def range_query(query: Query) -> Query:
