@@ -146,13 +146,22 @@ def checks_fingerprint() -> str:
 def digest_ivs(ivs: bytes) -> bytes:
     """A 16-byte one-way digest of each 16-byte IV block (IVLog pads 12-byte IVs, and flags
     them in its meta, so equal digests mean equal IVs of equal length)."""
+    blocks = bytearray(ivs)
+    digest_in_place(blocks)
+    return bytes(blocks)
+
+
+def digest_in_place(ivs: bytearray) -> None:
+    """digest_ivs over a bytearray, overwritten: an audit's millions of IVs are not copied
+    more than the one AES output needs."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     if not ivs:
-        return b""
+        return
     encryptor = Cipher(algorithms.AES(_DIGEST_KEY), modes.ECB()).encryptor()
-    sealed = encryptor.update(bytes(ivs)) + encryptor.finalize()
-    return (np.frombuffer(sealed, dtype=np.uint64) ^ np.frombuffer(bytes(ivs), dtype=np.uint64)).tobytes()
+    sealed = encryptor.update(ivs) + encryptor.finalize()
+    view = np.frombuffer(ivs, dtype=np.uint64)
+    view ^= np.frombuffer(sealed, dtype=np.uint64)
 
 
 # ---- the store ---------------------------------------------------------------------------
@@ -389,7 +398,7 @@ class AuditStore:
         # another base since this state's was loaded (the overlay is relative to this one).
         if state.base_run is None or saved is None or saved[0] != state.base_run:
             self._db.execute("INSERT OR REPLACE INTO state_base VALUES (?,?,?,?,?,?)",
-                             (state_id, run_id, _packed(state.row_findings), *state.log.state()))
+                             (state_id, run_id, _packed(state.row_findings), *state.log.buffers()))
 
     def state(self, database: str, scope: str, *, in_background: bool = False) -> State | None:
         """The saved state of `database` with `scope`. `in_background`: the base (a blob of
@@ -580,8 +589,10 @@ def _row_findings(report: Report) -> list[tuple]:
 
 
 def _digested(log: IVLog) -> IVLog:
-    ivs, meta, rows = log.state()
-    return IVLog(digest_ivs(ivs), meta, rows)
+    """The run's own trace log with each IV replaced by its digest, in place (the raw IVs
+    are not needed once the run's nonce reuse is found, and are never saved)."""
+    digest_in_place(log.ivs)
+    return log
 
 
 def _snapshot(database) -> Snapshot:
