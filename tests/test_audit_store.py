@@ -408,3 +408,20 @@ def test_a_state_saved_over_another_base_brings_its_own(seeded, tmp_path, monkey
         later = audit(database, registry, keyring, store=store, incremental=True)
         assert later.meta["mode"] == "incremental" and later.findings == run_audit(database, registry, keyring).findings
     database.close()
+
+
+def test_a_saved_report_keeps_every_finding_and_the_state_only_the_per_row_ones(tmp_path):
+    """Findings are encoded once (store.save): the run's report holds all of them, the state's
+    base the same bytes, read back without the codes every run recomputes."""
+    from toolkit.audit import Finding, Report
+    from toolkit.audit.store import _packed, _unpacked
+
+    findings = [Finding.of("secret.plaintext", 7, 3, "stripe", "apiKey", "stored in plaintext"),
+                Finding.of("secret.nonce-reuse", 8, 3, "stripe", "apiKey", "its IV is used by 1 other"),
+                Finding.of("user.email-case-duplicate", None, 3, None, None, "email equals user 4's")]
+    report = Report(findings, {"database": "postgresql://h:1/d", "generated_at": "2026-12-01T00:00:00+00:00"})
+    with AuditStore(tmp_path / "audits.sqlite3") as store:
+        store.save(report)
+        assert store.latest("postgresql://h:1/d").findings == findings
+    tuples = [(f.code, f.installation_id, f.user_id, f.app_id, f.field, f.message) for f in findings]
+    assert _unpacked(_packed(iter(tuples))) == tuples[:1]

@@ -313,7 +313,11 @@ class AuditStore:
         """Save a completed run (and, given, the state the next incremental run starts from)."""
         summary = report.summary
         database = summary.get("database", "")
-        document = _compressed_json(report)
+        # The findings are encoded once: the run's saved report, and — for a full audit, whose
+        # state's per-row findings are the same findings (less two codes, dropped on loading)
+        # — the state's base as well.
+        packed = _packed(_tuples(report))
+        document = _saved_report(report, packed)
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO runs (database, generated_at, mode, duration_s, rows_read, installations,"
@@ -325,6 +329,8 @@ class AuditStore:
             run_id = cursor.lastrowid
             self._prune(database)
             if state is not None and scope is not None:
+                if isinstance(state.row_findings, _RowFindings):
+                    state = dataclasses.replace(state, row_findings=_Packed(packed))
                 self._save_state(database, scope, run_id, state)
         return run_id
 
@@ -363,7 +369,15 @@ class AuditStore:
             (database,)).fetchone()
         if row is None:
             return None
-        return Report.from_json(zlib.decompress(row[0]).decode("utf-8"), source="the saved audit")
+        blob = row[0]
+        if not blob.startswith(_SAVED_REPORT):  # saved by an earlier version: the JSON report
+            return Report.from_json(zlib.decompress(blob).decode("utf-8"), source="the saved audit")
+        size = int.from_bytes(blob[len(_SAVED_REPORT):len(_SAVED_REPORT) + 4], "big")
+        start = len(_SAVED_REPORT) + 4
+        summary = json.loads(zlib.decompress(blob[start:start + size]))
+        meta = {k: v for k, v in summary.items() if k in ("database", "codes", "filters", "generated_at")}
+        findings = json.loads(zlib.decompress(blob[start + size:]))
+        return Report((Finding.of(*f) for f in findings), meta)
 
     def forget(self, database: str | None = None) -> int:
         """Delete the saved runs (of one database, or all); -> how many."""
@@ -442,9 +456,18 @@ class AuditStore:
         self._db.execute("COMMIT")
 
 
+class _Packed:
+    """Findings already packed (`_packed`'s bytes): saved as they are."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+
 def _packed(findings) -> bytes:
     """The findings (an iterable of tuples) as one JSON array, compressed as it is written:
     a million findings never stand in memory as one string."""
+    if isinstance(findings, _Packed):
+        return findings.blob
     compressor = zlib.compressobj(1)
     parts, chunk, first = [compressor.compress(b"[")], [], True
     for finding in findings:
@@ -468,16 +491,21 @@ def _json_items(chunk, first: bool) -> bytes:
 
 
 def _unpacked(blob: bytes) -> list[tuple]:
-    return [tuple(f) for f in json.loads(zlib.decompress(blob))]
+    """Per-row findings back; the across-rows codes a full audit's packed findings also hold
+    are dropped (they are recomputed every run)."""
+    return [tuple(f) for f in json.loads(zlib.decompress(blob)) if f[0] not in ROW_CODES_EXCLUDED]
 
 
-def _compressed_json(report: Report) -> bytes:
-    """The report's JSON, streamed into the compressor (a spilled report never becomes one string)."""
-    compressor = zlib.compressobj(1)
-    parts = []
-    report.stream("json", lambda piece: parts.append(compressor.compress(piece.encode("utf-8"))))
-    parts.append(compressor.flush())
-    return b"".join(parts)
+_SAVED_REPORT = b"TKR2"  # a saved report: marker, 4-byte length, zlib(summary JSON), packed findings
+
+
+def _saved_report(report: Report, packed: bytes) -> bytes:
+    summary = zlib.compress(json.dumps(report.summary, ensure_ascii=False, default=str).encode("utf-8"), 6)
+    return _SAVED_REPORT + len(summary).to_bytes(4, "big") + summary + packed
+
+
+def _tuples(report: Report):
+    return ((f.code, f.installation_id, f.user_id, f.app_id, f.field, f.message) for f in report.findings)
 
 
 def _private_dir(path: Path) -> None:
