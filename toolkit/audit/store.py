@@ -59,6 +59,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from ..codes import SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
 from ..db import describe, is_postgres, read_only, translate_errors
@@ -376,7 +377,7 @@ class AuditStore:
         start = len(_SAVED_REPORT) + 4
         summary = json.loads(zlib.decompress(blob[start:start + size]))
         meta = {k: v for k, v in summary.items() if k in ("database", "codes", "filters", "generated_at")}
-        findings = json.loads(zlib.decompress(blob[start + size:]))
+        findings = _loads(zlib.decompress(blob[start + size:]))
         return Report((Finding.of(*f) for f in findings), meta)
 
     def forget(self, database: str | None = None) -> int:
@@ -486,14 +487,24 @@ _PACK_CHUNK = 10_000
 
 
 def _json_items(chunk, first: bool) -> bytes:
-    body = json.dumps(chunk, ensure_ascii=False)[1:-1].encode("utf-8")  # the items, without [ ]
-    return body if first else b", " + body
+    try:
+        body = orjson.dumps(chunk)[1:-1]  # the items, without [ ]; ~10x json's speed
+    except TypeError:  # a lone surrogate in a key (SQLite text): json escapes it
+        body = json.dumps(chunk, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
+    return body if first else b"," + body
 
 
 def _unpacked(blob: bytes) -> list[tuple]:
     """Per-row findings back; the across-rows codes a full audit's packed findings also hold
     are dropped (they are recomputed every run)."""
-    return [tuple(f) for f in json.loads(zlib.decompress(blob)) if f[0] not in ROW_CODES_EXCLUDED]
+    return [tuple(f) for f in _loads(zlib.decompress(blob)) if f[0] not in ROW_CODES_EXCLUDED]
+
+
+def _loads(data: bytes):
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # escaped lone surrogates: orjson refuses them, json reads them
+        return json.loads(data.decode("utf-8", "surrogatepass"))
 
 
 _SAVED_REPORT = b"TKR2"  # a saved report: marker, 4-byte length, zlib(summary JSON), packed findings
