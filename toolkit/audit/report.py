@@ -290,6 +290,10 @@ class Report:
         return [f for f in self if wanted(f.code, code) and wanted(f.severity, severity)
                 and wanted(f.app_id, app_id) and wanted(f.installation_id, installation_id)]
 
+    def findings_of(self, code: str):
+        """The findings of one code, lazily (a spilled report reads only that code's blocks)."""
+        return self._findings.group(code)
+
     def _groups(self, part: str = "findings") -> list[tuple]:
         """[(code, count, severity, findings)] as text and HTML list them (`part`: "findings",
         or the baseline's "new" / "fixed"); `findings` iterates lazily."""

@@ -578,7 +578,7 @@ def audit(database, registry, keyring, filters: Filters | None = None, *, store:
     if snapshot is not None and _keeps_state(filters):
         users = None
         if _users_since_possible(filters):
-            users = np.array(sorted({f.user_id for f in report.findings if f.code == USER_EMAIL_CASE_DUPLICATE}), dtype=np.int64)
+            users = np.array(sorted({f.user_id for f in report.findings_of(USER_EMAIL_CASE_DUPLICATE)}), dtype=np.int64)
         state = State(*fingerprints, snapshot, _RowFindings(report), _digested(trace.get("ivs", IVLog())), users)
     report = Report(report.findings, {**report.meta, "mode": "full",
                                       "rows_read": report.meta.get("installations", 0)})
