@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
+from _pty import run_in_pty
 
 from _paths import ROOT
 from toolkit.cli._terminal import audit_severity, wrap
@@ -36,31 +35,7 @@ def _env(settings, **extra) -> dict:
 
 def in_pty(args, env, timeout: float = 60.0) -> tuple[int, str]:
     """`python -m toolkit ARGS` on a pseudo-terminal; its exit code and what it wrote there."""
-    master, slave = os.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "toolkit", *map(str, args)], stdin=slave, stdout=slave,
-                               stderr=slave, env=env, close_fds=True, cwd=env["HOME"])
-    os.close(slave)
-    captured = bytearray()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            captured += chunk
-        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(master)
+    code, captured = run_in_pty(args, env, env["HOME"], timeout)
     return code, captured.decode("utf-8").replace("\r\n", "\n")
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
+from _pty import run_in_pty
 
 from _paths import ROOT
 from toolkit.safe_text import escape_text
@@ -78,34 +77,8 @@ def run_toolkit(args, settings, timeout: float = 60.0):
 
 
 def in_pty(args, settings, timeout: float = 60.0) -> tuple[int, bytes]:
-    """Run `python -m toolkit ARGS` with stdin, stdout and stderr on a pseudo-terminal's slave
-    side; return its exit code and every byte it wrote there."""
-    master, slave = os.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "toolkit", *map(str, args)], stdin=slave, stdout=slave,
-                               stderr=slave, env=_env(settings), cwd=settings.data_dir, close_fds=True)
-    os.close(slave)
-    captured = bytearray()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            captured += chunk
-        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(master)
-    return code, bytes(captured)
+    """Run `python -m toolkit ARGS` on a pseudo-terminal; its exit code and every byte it wrote."""
+    return run_in_pty(args, _env(settings), settings.data_dir, timeout)
 
 
 def assert_nothing_a_terminal_obeys(shown: str) -> None:
