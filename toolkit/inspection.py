@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from .crypto import Keyring, Secret, split_strict
+from .crypto import Keyring, Secret
 from .crypto.access_log import record_reveal
 from .db import AppInstallation, User, is_postgres, read_only, translate_errors
 from .db.json_values import decode_config
@@ -215,19 +215,19 @@ def _field_view(definition, key, value, keyring) -> FieldView:
         return FieldView(**base, state=NON_STRING, value=value)
     if value == "":
         return FieldView(**base, state=EMPTY, value=None)
-    if not is_secret and split_strict(value) is None:
+    status = (keyring or _NO_KEYS).inspect_in_field(value, password_field=is_secret)
+    if status is None:
         return FieldView(**base, state=PLAIN, value=value)
     # A password field's value, or a ciphertext wherever it sits (any field of any app).
-    return _secret_view(base, value, keyring)
+    return _secret_view(base, value, status, keyring)
 
 
 _NO_KEYS = Keyring(())  # classifies by the format alone: a strict value is "undecryptable"
 
 
-def _secret_view(base, value, keyring) -> FieldView:
-    """A masked value, classified by the keyring's one rule (Keyring.inspect)."""
+def _secret_view(base, value, status, keyring) -> FieldView:
+    """A masked value, as the keyring classified it (`status`; no keyring: by format alone)."""
     in_password_field = base["is_secret"]
-    status = (keyring or _NO_KEYS).inspect(value)
     if status.decrypts:
         key_used = keyring.key_for(status.key_index)
         secret = Secret.from_bytes(status.plaintext, keyring.mask_visible)
@@ -235,7 +235,7 @@ def _secret_view(base, value, keyring) -> FieldView:
         return FieldView(**base, state=state, value=secret, key_label=key_used.label,
                          key_fingerprint=key_used.fingerprint, key_index=key_used.index)
     if status.kind == "plaintext":  # only a password field gets here with a plaintext
-        return FieldView(**base, state=PLAINTEXT_SECRET, value=Secret(value, getattr(keyring, "mask_visible", 4)),
+        return FieldView(**base, state=PLAINTEXT_SECRET, value=Secret(value) if keyring is None else Secret(value, keyring.mask_visible),
                          note="stored without encryption")
     if status.kind == "malformed":
         return FieldView(**base, state=MALFORMED, value=None, note=status.reason)

@@ -31,6 +31,7 @@ from ..codes import (
     SECRET_PLAINTEXT, SECRET_STALE_KEY, SECRET_UNDECRYPTABLE, STATUS_NOT_CONFIGURED,
 )
 from ..crypto import split_strict
+from ..crypto._keys import key_variable
 from ..db.json_values import NOT_JSON, Unreadable, decode_config
 
 # The kinds keyring.inspect() reports (toolkit.crypto.KINDS).
@@ -122,15 +123,13 @@ def plaintext_problem(plaintext: bytes) -> str | None:
     return None
 
 
-def key_name(key_index: int) -> str:
-    return "ENCRYPTION_KEY" if key_index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{key_index}"
 
 
 def stale_key_problem(status) -> str | None:
     """secret.stale-key: a ciphertext, in any field of any app, that only a previous key opens."""
     if status.kind != PREVIOUS:
         return None
-    return f"decrypts only with the previous key {key_name(status.key_index)}"
+    return f"decrypts only with the previous key {key_variable(status.key_index)}"
 
 
 def secret_problems(status, key_count: int) -> list[tuple[str, str]]:
@@ -158,7 +157,7 @@ def unexpected_ciphertext(status) -> str | None:
     """field.unexpected-ciphertext: a non-password value that decrypts under the keyring."""
     if status.key_index is None:
         return None
-    return f"a non-password field holds a ciphertext that decrypts with {key_name(status.key_index)}"
+    return f"a non-password field holds a ciphertext that decrypts with {key_variable(status.key_index)}"
 
 
 def not_configured(status: str, required_keys, config: dict, bad_fields) -> str | None:

@@ -124,7 +124,7 @@ def nonce_reuse_findings(log: IVLog, slots) -> list[tuple]:
     """One (code, installation_id, user_id, app_id, field, message) per value whose IV is reused.
 
     `slots[slot]` is the (app_id, field) pair a trace's slot numbers."""
-    from .checks import key_name
+    from ..crypto._keys import key_variable
 
     found = []
     for group in log.reused():
@@ -143,6 +143,6 @@ def nonce_reuse_findings(log: IVLog, slots) -> list[tuple]:
             found.append((
                 SECRET_NONCE_REUSE, installation_id, user_id, app_id, field,
                 f"its IV is used by {count} other ciphertext{'s' if count != 1 else ''} under "
-                f"{key_name(key_index)} ({shown})",
+                f"{key_variable(key_index)} ({shown})",
             ))
     return found

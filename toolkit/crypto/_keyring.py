@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import AlreadyEncrypted, ConfigError, UndecryptableError, UsageError
 from ._format import IV_LENGTHS, format_ciphertext, looks_damaged, malformed_reason, parse_ciphertext, split_strict
-from ._keys import Key, derive_key
+from ._keys import Key, derive_key, key_variable
 from ._secret import Secret
 
 PLAINTEXT = "plaintext"
@@ -99,9 +99,9 @@ class Keyring:
         seen = {}
         for index, material in enumerate(materials):
             if material in seen:
-                first = _variable(seen[material])
+                first = key_variable(seen[material])
                 raise ConfigError(
-                    f"{_variable(index)} is the same key as {first}",
+                    f"{key_variable(index)} is the same key as {first}",
                     hint="remove it from ENCRYPTION_KEY_PREVIOUS",
                 )
             seen[material] = index
@@ -155,6 +155,15 @@ class Keyring:
                 return ValueStatus(MALFORMED, reason=malformed_reason(value))
             return _PLAINTEXT_STATUS
         return self.open(*parts)
+
+    def inspect_in_field(self, value, *, password_field: bool) -> ValueStatus | None:
+        """A stored value as a secret of its field, or None: a password field's value is always
+        judged (plaintext, malformed…); elsewhere only a strict ciphertext is a secret — plain
+        text where plain text belongs is None. (The audit's row loop inlines this.)"""
+        if password_field:
+            return self.inspect(value)
+        parts = split_strict(value) if value.__class__ is str else None
+        return None if parts is None else self.open(*parts)
 
     def open(self, iv: bytes, sealed: bytes) -> ValueStatus:
         """The status of a strict value already split (`split_strict`): which key opens it."""
@@ -239,6 +248,3 @@ class Keyring:
 def _rebuild(materials, iv_length, mask_visible, is_demo):
     return Keyring.from_materials(materials, iv_length=iv_length, mask_visible=mask_visible, is_demo=is_demo)
 
-
-def _variable(index: int) -> str:
-    return "ENCRYPTION_KEY" if index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{index}"

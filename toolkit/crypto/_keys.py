@@ -60,6 +60,11 @@ def fingerprint(material: bytes) -> str:
     return hashlib.sha256(_FINGERPRINT_DOMAIN + material).hexdigest()[:8]
 
 
+def key_variable(index: int) -> str:
+    """The setting a key of the keyring comes from, as messages name it."""
+    return "ENCRYPTION_KEY" if index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{index}"
+
+
 class Key:
     """One 32-byte key. Its repr and str show the label and fingerprint, never the bytes."""
 

@@ -30,7 +30,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..writes import rewrite
 from ..db import installations
-from ..crypto import Keyring, format_ciphertext, split_strict
+from ..crypto import Keyring, format_ciphertext
+from ..crypto._format import TAG_LENGTH as _GCM_TAG
+from ..crypto._keys import key_variable
 from ..errors import ConfigError
 
 ROTATED = "rotated"
@@ -40,12 +42,11 @@ UNKNOWN_APP = "row:app.unknown"  # rows whose app the registry does not know: fi
 NOT_OBJECT = "row:config.not-object"
 _FROM = "from:"  # "from:1" = rotated from previous #1
 _FROM_LABELS = tuple(f"{_FROM}{i}" for i in range(16))
-_GCM_TAG = 16
 DEFAULT_BATCH_SIZE = rewrite.DEFAULT_BATCH_SIZE
 # Processes over disjoint id ranges. More than the cores: each worker spends about half its
 # time waiting for the database (read, then write), and the others fill that time
 # (measured on 2 cores, 1M installations: 2 workers 3.9x the plain UPDATE, 3 workers 3.1x, 4 workers 2.5x).
-DEFAULT_WORKERS = 4  # cryptography's AESGCM appends the 16-byte tag to the ciphertext
+DEFAULT_WORKERS = 4
 
 
 def check_keyring(keyring: Keyring, *, include_current: bool = False) -> None:
@@ -59,7 +60,7 @@ def check_keyring(keyring: Keyring, *, include_current: bool = False) -> None:
     seen = {}
     for key in keyring.keys:  # Keyring.from_materials refuses this too; a hand-built one may not
         if key.material in seen:
-            raise ConfigError(f"{_variable(key.index)} is the same key as {_variable(seen[key.material])}",
+            raise ConfigError(f"{key_variable(key.index)} is the same key as {key_variable(seen[key.material])}",
                               hint="the current key must be new: generate one with `toolkit keys generate`")
         seen[key.material] = key.index
 
@@ -98,14 +99,14 @@ class RotationPlanner:
         self._args = (secret_keys, keyring, include_current)
         self.secret_keys = secret_keys  # app id -> its password field keys
         if include_current:
-            self.inspect, self._original_index = keyring.inspect, None
+            self.inspect, self._original_index = keyring.inspect_in_field, None
         else:
             # While a rotation runs most values are under a previous key, and a GCM open under
             # the wrong key costs a raised InvalidTag: probe with the previous keys first.
             # (`_original_index` maps the probe's key index back to the keyring's.)
             order = keyring.keys[1:] + keyring.keys[:1]
             probe = Keyring.from_materials([key.material for key in order], iv_length=keyring.iv_length)
-            self.inspect, self._original_index = probe.inspect, [key.index for key in order]
+            self.inspect, self._original_index = probe.inspect_in_field, [key.index for key in order]
         self.seal = Sealer(keyring)
         self.include_current = include_current
         self._labels = [key.label for key in keyring.keys]
@@ -140,9 +141,9 @@ class RotationPlanner:
                 if key in keys and value.__class__ is not str and value is not None:
                     tally.append("malformed")  # a non-string in a password field
                 continue  # an optional secret left blank: nothing stored, nothing to rotate
-            if key not in keys and split_strict(value) is None:
+            status = inspect(value, password_field=key in keys)
+            if status is None:
                 continue  # plain text outside the password fields; a ciphertext anywhere is a secret
-            status = inspect(value)
             index = status[1]  # key_index
             if index is None:
                 tally.append(status[0])  # kind: undecryptable, malformed, plaintext
@@ -302,6 +303,3 @@ def _rebuild_planner(secret_keys, keyring, include_current):
 def _rows(n: int) -> str:
     return f"{n} row{'' if n == 1 else 's'}"
 
-
-def _variable(index: int) -> str:
-    return "ENCRYPTION_KEY" if index == 0 else f"ENCRYPTION_KEY_PREVIOUS #{index}"

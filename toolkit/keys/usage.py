@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-from ..crypto import Key, Keyring, split_strict
+from ..crypto import Key, Keyring
 from ..crypto._keyring import MALFORMED, PLAINTEXT, UNDECRYPTABLE
 
 PAGE_SIZE = 5000
@@ -90,7 +90,7 @@ def tally(keyring: Keyring, secret_keys: dict[str, tuple[str, ...]], rows: Itera
     """Count rows (`.id`, `.app_id`, `.config` as decoded) into `usage`; `secret_keys` maps
     app id -> its password fields."""
     usage = usage or KeyUsage(keyring, [0] * len(keyring.keys))
-    inspect, open_split = keyring.inspect, keyring.open
+    inspect = keyring.inspect_in_field
     for row in rows:
         usage.installations += 1
         passwords = secret_keys.get(row.app_id)
@@ -107,13 +107,9 @@ def tally(keyring: Keyring, secret_keys: dict[str, tuple[str, ...]], rows: Itera
                     usage.empty += value == ""
                     usage.malformed += value.__class__ is not str and value is not None
                 continue
-            if password_field:
-                status = inspect(value)
-            else:
-                parts = split_strict(value)
-                if parts is None:
-                    continue  # plain text where plain text belongs
-                status = open_split(*parts)
+            status = inspect(value, password_field=password_field)
+            if status is None:
+                continue  # plain text where plain text belongs
             if status.key_index is not None:
                 usage._found(status.key_index, row, key, password_field)
             elif status.kind == UNDECRYPTABLE:
