@@ -291,26 +291,21 @@ def count_installations(database, filters: InstallationFilter = InstallationFilt
     inner = AppInstallation.select(SQL("1"))
     if filters.email:  # every installation has its user (a foreign key): join only to filter by email
         inner = inner.join(User, on=(AppInstallation.user == User.id))
-    for condition in _installation_conditions(filters, database):
-        inner = inner.where(condition)
-    if cap is not None:
-        inner = inner.limit(cap + 1)
-    query = AppInstallation.select(fn.COUNT(SQL("*"))).from_(inner.alias("matches"))
-    with translate_errors(database), read_only(database):
-        count = query.bind(database).scalar() or 0
-    if cap is not None and count > cap:
-        return MatchCount(cap, exact=False)
-    return MatchCount(count)
+    return _capped_count(database, AppInstallation, inner, _installation_conditions(filters, database), cap)
 
 
 def count_users(database, filters: UserFilter = UserFilter(), *, cap: int | None = COUNT_CAP) -> MatchCount:
     """How many users match `filters` (the users list's WHERE), stopped after `cap` rows."""
-    inner = User.select(SQL("1"))
-    for condition in _user_conditions(filters):
+    return _capped_count(database, User, User.select(SQL("1")), _user_conditions(filters), cap)
+
+
+def _capped_count(database, model, inner, conditions, cap: int | None) -> MatchCount:
+    """`count(*)` of `inner` under `conditions`, reading at most `cap` + 1 rows."""
+    for condition in conditions:
         inner = inner.where(condition)
     if cap is not None:
         inner = inner.limit(cap + 1)
-    query = User.select(fn.COUNT(SQL("*"))).from_(inner.alias("matches"))
+    query = model.select(fn.COUNT(SQL("*"))).from_(inner.alias("matches"))
     with translate_errors(database), read_only(database):
         count = query.bind(database).scalar() or 0
     if cap is not None and count > cap:
