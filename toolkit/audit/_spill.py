@@ -223,11 +223,6 @@ class FindingStore:
         self.add_records(record(code, _int(i), _int(u), app, field, message, self._next())
                          for code, i, u, app, field, message in raw)
 
-    def reserve(self, count: int) -> int:
-        """`count` arrival numbers for records made elsewhere (a worker's chunk): the first."""
-        first, self.seq = self.seq, self.seq + count
-        return first
-
     def _next(self) -> int:
         self.seq += 1
         return self.seq - 1

@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from ..codes import SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
+from ..codes import CODES, SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
 from ..db import describe, is_postgres, read_only, translate_errors
 from ..errors import ToolkitError
 from .finding import Finding
@@ -86,7 +86,8 @@ COMPACT_SHARE = 0.25
 KEEP_FINDINGS = 50
 # Past this share of changed rows a full audit costs less than reading them by id.
 MAX_CHANGED_SHARE = 0.5
-ROW_CODES_EXCLUDED = (SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE)  # recomputed every run
+# Recomputed every run, as the codes table says (their checks compare rows with each other).
+ROW_CODES_EXCLUDED = tuple(code for code, entry in CODES.items() if entry.across_rows)
 # The checks' source: a saved state is only reused by the code that made it.
 # The modules whose code decides a row's findings: a saved state from other code is not reused.
 _CHECK_MODULES = (
