@@ -152,8 +152,9 @@ class DataSource:
 
         return ConfigService(self.database, self.registry, self.keyring)
 
-    def change_problems(self, database, app_id: str, changes: dict, *, status: str):
-        """What the config service would refuse in `changes` (validation needs no key)."""
+    def change_problems(self, app_id: str, changes: dict, *, status: str):
+        """What the config service would refuse in `changes` (validation reads no database
+        and needs no key)."""
         from ..writes.configs import ConfigService
 
-        return ConfigService(database, self.registry, None).change_problems(app_id, changes, status=status)
+        return ConfigService(self.database, self.registry, None).change_problems(app_id, changes, status=status)

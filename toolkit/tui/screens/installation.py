@@ -280,16 +280,9 @@ class InstallationScreen(DataScreen):
     def _confirm_change(self, detail, changes: dict, prompt: Text, confirm: str, done: str) -> None:
         """Validate `changes` with the config service first; the confirmation then shows its
         problems and cannot be confirmed, or asks to save what would be accepted."""
-        source = self.app.source
-        app_id, status = detail.app_id, detail.status
-
-        def check(database):
-            return detail, changes, prompt, confirm, done, source.change_problems(database, app_id, changes, status=status)
-
-        self.fetch("check", check)
-
-    def show_check(self, checked) -> None:
-        detail, changes, prompt, confirm, done, problems = checked
+        # Validation reads no database: done here, at once, so the typed value never travels
+        # through a worker or its messages, and a silent server cannot hold the dialog back.
+        problems = self.app.source.change_problems(detail.app_id, changes, status=detail.status)
         if problems:
             self.app.push_screen(ConfirmScreen(prompt, confirm, problems=[escape_text(str(p)) for p in problems]))
             return
@@ -297,9 +290,6 @@ class InstallationScreen(DataScreen):
                              lambda yes: yes and self._write(
                                  lambda service: service.update_config(detail.id, changes, expected=detail.as_read),
                                  done))
-
-    def failed_check(self, message: str) -> None:
-        self.notify(message, title="Not saved", severity="error", markup=False)
 
     def action_set_secret(self) -> None:
         row = self.current_row()
