@@ -25,6 +25,7 @@ from .codes import (
     STATUS_NOT_CONFIGURED, USER_EMAIL_CASE_DUPLICATE,
 )
 from .errors import ConfigError
+from .settings import APP_NAME
 
 DEMO_REGISTRY_PATH = Path(__file__).with_name("demo_registry.json")
 DEMO_FILENAME = "demo.sqlite3"
@@ -43,7 +44,7 @@ _EPOCH = dt.datetime(2026, 1, 5, 9, 0, 0)
 
 
 def demo_path(settings) -> Path:
-    base = settings.data_dir or Path(platformdirs.user_data_dir("installation-toolkit"))
+    base = settings.data_dir or Path(platformdirs.user_data_dir(APP_NAME))
     return base / DEMO_FILENAME
 
 

@@ -60,10 +60,6 @@ def _grouped(groups, title: str):
             yield "\n".join(lines) + "\n"
 
 
-def render_text(report) -> str:
-    return "".join(iter_text(report))
-
-
 def iter_text(report):
     """The text report in pieces (each ends with a newline), the findings streamed."""
     summary = report._summary()

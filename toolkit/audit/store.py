@@ -110,7 +110,7 @@ def default_path(settings=None) -> Path:
     if base is None:
         import platformdirs
 
-        from ..crypto.access_log import APP_NAME
+        from ..settings import APP_NAME
 
         base = platformdirs.user_state_dir(APP_NAME)
     return Path(base) / FILE_NAME

@@ -57,10 +57,6 @@ def show(installation_id, reveal, fields, as_json, no_pager):
             out.line(line, severity)
 
 
-def render_text(view, revealed) -> str:
-    return "\n".join(line for line, _ in render_lines(view, revealed))
-
-
 def _state_severity(state: str) -> str | None:
     """A field's state coloured as the audit finding it is (one owner: the codes table)."""
     from .. import codes, inspection

@@ -32,10 +32,10 @@ import os
 import stat
 from pathlib import Path
 
+from ..settings import APP_NAME
 from ..errors import ConfigError
 
 VIA = ("cli", "dashboard", "notebook")
-APP_NAME = "installation-toolkit"
 
 
 def log_path(settings) -> Path:

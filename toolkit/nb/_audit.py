@@ -49,7 +49,7 @@ class AuditResult:
         return iter(self._report)
 
     def __getitem__(self, index):
-        return self.findings[index]
+        return self._report.findings[index]  # the report's own sequence: no copy per lookup
 
     # --- drill down --------------------------------------------------------------------
     def where(self, *, app=None, code=None, severity=None, installation_id=None, user_id=None,

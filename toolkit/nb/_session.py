@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import browse, db
 from ..context import Context
-from ..settings import Settings, load_settings
+from ..settings import APP_NAME, Settings, load_settings
 from . import _html
 from ._table import LIMIT, Table
 from ._text import text_table
@@ -82,7 +82,7 @@ _held_locks: list[int] = []  # open descriptors: closing one would release its l
 def scratch_root() -> Path:
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("installation-toolkit")) / "fresh"
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "fresh"
 
 
 def _new_scratch() -> Path:

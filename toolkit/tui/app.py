@@ -54,7 +54,6 @@ class DashboardApp(App):
         self._findings_by_installation: dict[int, list] = {}
         self._ids_by_code: dict[str, set[int]] = {}
         self.pending_installation_filter: tuple[FilterQuery, str | None] | None = None
-        self.capturing_redacted = False  # True while a screenshot is taken without secrets
         self.include_secrets_in_screenshot = False
         self._health_seconds = health_check_seconds
         self._health_timer = None
@@ -241,13 +240,11 @@ class DashboardApp(App):
     @contextlib.contextmanager
     def _redacted(self):
         tables = [screen for screen in self._all_screens() if hasattr(screen, "mask_revealed")]
-        self.capturing_redacted = True
         for screen in tables:
             screen.mask_revealed(True)  # a revealed value in its row shows its mask again
         try:
             yield
         finally:
-            self.capturing_redacted = False
             for screen in tables:
                 screen.mask_revealed(False)
 

@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+from .. import json_files
+
 FILE_NAME = "dashboard.json"
 KEYS = ("theme",)
 
@@ -25,7 +27,7 @@ def path_of(settings) -> Path:
 
 def load(settings) -> dict[str, str]:
     try:
-        data = json.loads(path_of(settings).read_text(encoding="utf-8"))
+        data = json_files.load(path_of(settings))  # bounded, nesting refused: a JSONFileError
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):

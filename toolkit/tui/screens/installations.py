@@ -458,11 +458,8 @@ class InstallationsScreen(ListScreen):
     def show_overview(self, overview) -> None:
         self.overview = overview
         self.refresh_overview()
-        if self.query_filter.is_empty and self.browse_filter_is_everything():
+        if self.query_filter.is_empty:
             self.show_count(browse.MatchCount(overview.total))  # exact, from the counts already made
-
-    def browse_filter_is_everything(self) -> bool:
-        return self.query_filter.is_empty
 
     def counter(self):
         count_installations = self.app.source.count_installations
