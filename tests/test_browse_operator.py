@@ -95,3 +95,16 @@ def test_export_refuses_an_unknown_format(database, tmp_path):
     with pytest.raises(UsageError):
         browse.export_installations(database, tmp_path / "x", "xlsx")
     assert not (tmp_path / "x").exists()
+
+
+def test_csv_export_keeps_formula_looking_customer_text_inert(database, tmp_path):
+    """An email like `=HYPERLINK(…)` must not run when the export is opened in a spreadsheet
+    (the audit's CSV rule, safe_text.csv_cell)."""
+    user = database.execute_sql("INSERT INTO users (email) VALUES ('=HYPERLINK(\"x\")@evil.io') RETURNING id").fetchone()[0]
+    database.execute_sql("INSERT INTO app_installations (user_id, app_id, status, config) VALUES "
+                         f"({database.param}, 'stripe', 'installed', '{{}}')", (user,))
+    path = tmp_path / "list.csv"
+    browse.export_installations(database, path, "csv", InstallationFilter(email="HYPERLINK"))
+    with open(path, newline="", encoding="utf-8") as handle:
+        (record,) = list(csv.DictReader(handle))
+    assert record["email"] == "'=HYPERLINK(\"x\")@evil.io"

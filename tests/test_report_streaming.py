@@ -20,6 +20,7 @@ from audit_planted import REGISTRY_PATH, keyring, plant
 from toolkit import db
 from toolkit.audit import ALL_CODES, CODES, FIELDS, FORMATS, SEVERITIES, Finding, Report, report as report_module, run_audit
 from toolkit.audit._spill import FindingStore
+from toolkit.safe_text import csv_cell
 from toolkit.nb._audit import AuditResult
 from toolkit.registry import load_registry
 
@@ -64,7 +65,7 @@ def old_csv(report: Report) -> str:
     changed = {f.key for f in report.baseline.new} if report.baseline is not None else None
     writer.writerow(FIELDS + (("change",) if changed is not None else ()))
     for finding in report.findings:
-        row = [report_module._csv_cell(getattr(finding, name)) for name in FIELDS]
+        row = [csv_cell(getattr(finding, name)) for name in FIELDS]
         if changed is not None:
             row.append("new" if finding.key in changed else "unchanged")
         writer.writerow(row)

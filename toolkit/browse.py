@@ -25,6 +25,7 @@ from peewee import SQL, Field, NodeList, Tuple, Value, fn
 from .db import APP_STATUSES, ROLES, USER_DISPLAY_FIELDS, AppInstallation, User, is_postgres, read_only, translate_errors
 from .db.json_values import decode_config
 from .errors import UsageError
+from .safe_text import csv_cell
 
 __all__ = [
     "COUNT_CAP", "DEFAULT_PAGE_SIZE", "EXPORT_FORMATS", "INSTALLATION_SORTS", "USER_SORTS", "Cursor",
@@ -352,7 +353,7 @@ def export_installations(database, path: Path, fmt: str, filters: InstallationFi
             writer = csv.DictWriter(out, EXPORT_COLUMNS)
             writer.writeheader()
             for record in rows:
-                writer.writerow(record)
+                writer.writerow({name: csv_cell(value) for name, value in record.items()})  # emails are customer text
                 count += 1
         else:
             out.write("[")

@@ -67,3 +67,15 @@ def escape_text(value) -> str:
 def is_safe(text: str) -> bool:
     """True when `escape_text` would leave `text` unchanged."""
     return _UNSAFE.search(text) is None
+
+
+# A spreadsheet runs a cell that starts like a formula (=HYPERLINK(…), +cmd…): customer text in
+# a CSV gets a leading ' so it stays text. The one rule for every CSV the toolkit writes.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A value for a CSV cell: None as empty, formula-looking text made inert."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value

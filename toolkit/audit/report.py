@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .. import json_files
 from ..errors import ExitCode, UsageError
-from ..safe_text import escape_text
+from ..safe_text import csv_cell, escape_text
 from . import _spill
 from ..codes import CODES, FAIL_LEVELS, SEVERITIES, at_or_above
 from .finding import FIELDS, Finding, code_order
@@ -47,7 +47,6 @@ FORMATS = ("text", "json", "csv", "html")
 USERS_ROW = "(users)"  # the per-app table's row for findings without an app
 _MAX_SHOWN = 200  # characters of a database-supplied name shown in text and HTML
 # Spreadsheet formula injection (a config key is customer data): such cells get a leading '.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SPILL_AT = 20_000  # findings kept in a list; a bigger report spills to disk
 _CHUNK = 512  # findings rendered per piece handed to `write`
 
@@ -412,7 +411,7 @@ class Report:
         flags = self._new_flags()
         writer.writerow(FIELDS + (("change",) if flags is not None else ()))
         for n, rec in enumerate(self._findings.records(), start=1):
-            row = [_csv_cell(value) for value in _spill.fields_of(rec)]
+            row = [csv_cell(value) for value in _spill.fields_of(rec)]
             if flags is not None:
                 row.append("new" if next(flags) else "unchanged")
             writer.writerow(row)
@@ -617,12 +616,6 @@ def clean(text, limit: int = _MAX_SHOWN) -> str:
         return ""
     text = escape_text(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _csv_cell(value):
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return "" if value is None else value
 
 
 def escape(text) -> str:
