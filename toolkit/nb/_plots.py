@@ -9,6 +9,7 @@ tables: compare those, not pixels.
 from __future__ import annotations
 
 from ..codes import CODES, SEVERITIES
+from ._html import SEVERITY_COLORS
 
 PLOT_HINT = "pip install 'installation-toolkit[plot]'"
 
@@ -68,7 +69,9 @@ def plot_installations_per_status(overview, *, width: float = 8.0):
 
 
 # Each severity's colour family (matplotlib colormap) and its mid tone (the severity itself).
-_SHADES = {"error": ("Reds", "#b3261e"), "warning": ("Oranges", "#d98200"), "info": ("Blues", "#1f5fa8")}
+# Each severity's colour map for a family of codes, and its one colour: the tables' (_html).
+_SHADES = {severity: (cmap, SEVERITY_COLORS[severity])
+           for severity, cmap in (("error", "Reds"), ("warning", "Oranges"), ("info", "Blues"))}
 
 
 def by_severity(codes) -> list[str]:
