@@ -537,6 +537,25 @@ def open_store(settings=None, *, warn=None) -> AuditStore | None:
         return None
 
 
+def saved_runs(settings, database, limit: int | None = None, *, warn=None) -> list[dict]:
+    """The saved runs of `database` (None: of every database), newest first; none when no
+    store exists yet (reading never creates one)."""
+    store = open_store(settings, warn=warn) if default_path(settings).exists() else None
+    if store is None:
+        return []
+    with store:
+        return store.runs(None if database is None else identity(database), limit)
+
+
+def latest_saved(settings, database, *, warn=None) -> Report | None:
+    """The newest saved audit of `database`, or None (no store, or no run of it yet)."""
+    store = open_store(settings, warn=warn) if default_path(settings).exists() else None
+    if store is None:
+        return None
+    with store:
+        return store.latest(identity(database))
+
+
 # ---- auditing with the store -------------------------------------------------------------
 
 def identity(database) -> str:

@@ -140,18 +140,13 @@ else the user state directory; delete that file to forget them.""")
 @click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True, help="At most this many runs.")
 def history(as_json, every_database, limit):
     from ..audit.report import clean
-    from ..audit.store import default_path, identity, open_store
+    from ..audit.store import default_path, saved_runs
 
     context = get_context()
     path = default_path(context.settings)
-    runs = []
-    if path.exists():
-        store = open_store(context.settings, warn=_warn)
-        if store is not None:
-            with store:
-                runs = store.runs(None if every_database else identity(context.database), limit)
+    runs = saved_runs(context.settings, None if every_database else context.database, limit, warn=_warn)
     if as_json:
-        sys.stdout.write("".join(json.dumps(run, ensure_ascii=False) + "\n" for run in runs))
+        write_stdout("".join(json.dumps(run, ensure_ascii=False) + "\n" for run in runs))
         return
     if not runs:
         click.echo(f"No saved audits{'' if every_database else ' of this database'} in {path}.", err=True)
@@ -166,7 +161,7 @@ def history(as_json, every_database, limit):
         if every_database:
             line += f"  {clean(run['database'])}"
         lines.append(line)
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_stdout("\n".join(lines) + "\n")
 
 
 def _one_line(report, output) -> str:

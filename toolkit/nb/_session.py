@@ -188,15 +188,10 @@ class Session:
     def history(self, limit: int | None = LIMIT):
         """The saved audit runs of this database, newest first, `limit` at most (None: all)
         (`History`; `.plot()` the trend)."""
-        from ..audit.store import default_path, identity, open_store
+        from ..audit.store import default_path, saved_runs
         from ._history import History
 
-        path = default_path(self.settings)
-        store = open_store(self.settings) if path.exists() else None
-        if store is None:
-            return History([], path=path)
-        with store:
-            return History(store.runs(identity(self.context.database), limit), path=path)
+        return History(saved_runs(self.settings, self.context.database, limit), path=default_path(self.settings))
 
     def audit(self, *, app=None, code=None, status=None, user=None, since=None):
         """Run the audit (toolkit.audit.run_audit) and return an `AuditResult`.
@@ -240,15 +235,11 @@ class Session:
     def _ids_with_codes(self, code) -> tuple[set[int], str]:
         """Installations with a finding of `code` in the latest saved audit, and when it ran."""
         from ..audit import select_codes
-        from ..audit.store import default_path, identity, open_store
+        from ..audit.store import latest_saved
         from ..errors import UsageError
 
         codes = set(select_codes(_many(code)))  # UsageError for a code that does not exist
-        store = open_store(self.settings) if default_path(self.settings).exists() else None
-        report = None
-        if store is not None:
-            with store:
-                report = store.latest(identity(self.context.database))
+        report = latest_saved(self.settings, self.context.database)
         if report is None:
             raise UsageError("installations(code=…) needs a saved audit of this database, and there is none",
                              hint="run `toolkit audit` (it saves the run; tk.audit() does not)")

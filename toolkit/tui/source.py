@@ -79,16 +79,10 @@ class DataSource:
     def latest_saved_audit(self):
         """The latest saved audit of this database (toolkit.audit.store), or None. A small
         SQLite read; a missing or unreadable store is no saved audit."""
-        from ..audit.store import default_path, identity, open_store
+        from ..audit.store import latest_saved
 
-        if not default_path(self.settings).exists():
-            return None
-        store = open_store(self.settings)
-        if store is None:
-            return None
         try:
-            with store:
-                return store.latest(identity(self.database))
+            return latest_saved(self.settings, self.database)
         except Exception:  # noqa: BLE001 — a damaged store must not stop the dashboard
             return None
 
