@@ -64,6 +64,7 @@ import orjson
 from ..codes import CODES, SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
 from ..db import describe, is_postgres, read_only, translate_errors
 from ..errors import ToolkitError
+from ._spill import FindingStore
 from .finding import Finding
 from .checks import email_case_duplicates
 from .nonces import IVLog, nonce_reuse_findings
@@ -720,16 +721,18 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
     new_findings = [f for f, keep in zip(base.new_findings, _member(_finding_ids(base.new_findings), unchanged))
                     if keep] + _row_findings(part)
     findings = [f for f, keep in zip(base.row_findings, keep_base_findings.tolist()) if keep] + new_findings
-    result = [Finding.of(*f) for f in findings]
+    # The report as the engine builds one: in report order on disk past a few thousand findings,
+    # not a list of a million Finding objects beside the state.
+    ordered = FindingStore(ordered=True, codes=filters.codes)
+    ordered.add_raw(findings)
     if groups is None:
         users = _email_duplicates(database, filters, "%s")  # the full audit's own (with --user, say)
     else:
         users = email_case_duplicates(groups)
-    result += [Finding.of(USER_EMAIL_CASE_DUPLICATE, None, user_id, None, None, message) for user_id, message in users]
+    ordered.add_raw((USER_EMAIL_CASE_DUPLICATE, None, user_id, None, None, message) for user_id, message in users)
     if SECRET_NONCE_REUSE in filters.codes:
         candidates = _reuse_candidates(base.log, keep_base, new_log)
-        result += [Finding.of(*found) for found in nonce_reuse_findings(candidates, trace["slots"])]
-    result = sorted((f for f in result if f.code in filters.codes), key=lambda f: (f.sort_key, f.message))
+        ordered.add_raw(nonce_reuse_findings(candidates, trace["slots"]))
     meta = {**part.meta, "installations": int(len(ids_now)), "mode": "incremental",
             "rows_read": part.meta.get("installations", 0)}
     saved_users = np.array(sorted({u for u, _ in users}), dtype=np.int64) if _users_since_possible(filters) else None
@@ -740,7 +743,7 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
     else:
         state = State(*fingerprints, snapshot, base.row_findings, base.log, saved_users, stale, new_findings,
                       new_log, base.base_run)
-    return Report(result, meta), state
+    return Report._sorted(ordered, meta), state
 
 
 def _log_ids(log: IVLog) -> np.ndarray:
