@@ -27,6 +27,7 @@ import html
 import io
 import itertools
 import json
+import operator
 import re
 import secrets
 import shutil
@@ -49,6 +50,7 @@ _MAX_SHOWN = 200  # characters of a database-supplied name shown in text and HTM
 # Spreadsheet formula injection (a config key is customer data): such cells get a leading '.
 SPILL_AT = 20_000  # findings kept in a list; a bigger report spills to disk
 _CHUNK = 512  # findings rendered per piece handed to `write`
+_OF_ARGUMENTS = operator.itemgetter(0, 2, 3, 4, 5, 6)  # a record's `Finding.of` arguments (_spill.py)
 
 
 # ---- where the findings live ------------------------------------------------------------
@@ -289,6 +291,13 @@ class Report:
         return [f for f in self if wanted(f.code, code) and wanted(f.severity, severity)
                 and wanted(f.app_id, app_id) and wanted(f.installation_id, installation_id)]
 
+    def of_arguments(self):
+        """The findings in report order, in lists of `Finding.of` arguments — (code,
+        installation_id, user_id, app_id, field, message) — read from the records, with no
+        Finding made: how the audit store saves a report of a million findings."""
+        for block in self._findings.blocks():
+            yield list(map(_OF_ARGUMENTS, block))
+
     def findings_of(self, code: str):
         """The findings of one code, lazily (a spilled report reads only that code's blocks)."""
         return self._findings.group(code)
@@ -487,21 +496,29 @@ def _flags(positions):
 
 # ---- the JSON findings list, streamed ------------------------------------------------------
 
-_TEMPLATES: dict = {}
+_PIECES: dict = {}
 
 
-def _template(code: str, depth: int) -> str:
-    """One finding of `code` with its own severity and hint, at `depth`, with %s for the
-    installation, user, app, field and message."""
-    found = _TEMPLATES.get((code, depth))
+def _pieces(code: str, depth: int) -> tuple[str, ...]:
+    """One finding of `code` with its own severity and hint, at `depth`, cut where the
+    installation, user, app, field and message go: six literal pieces around five values."""
+    found = _PIECES.get((code, depth))
     if found is None:
         inner = "  " * (depth + 1)
         entry = CODES[code]
         static = {"code": encode_basestring(code), "severity": encode_basestring(entry.severity),
                   "hint": encode_basestring(entry.hint)}
-        lines = [f'{inner}"{name}": ' + (static[name].replace("%", "%%") if name in static else "%s")
-                 for name in FIELDS]
-        found = _TEMPLATES[code, depth] = "  " * depth + "{\n" + ",\n".join(lines) + "\n" + "  " * depth + "}"
+        pieces, text = [], "  " * depth + "{\n"
+        for n, name in enumerate(FIELDS):
+            text += f'{inner}"{name}": '
+            if name in static:
+                text += static[name]
+            else:
+                pieces.append(text)
+                text = ""
+            text += ",\n" if n < len(FIELDS) - 1 else "\n" + "  " * depth + "}"
+        pieces.append(text)
+        found = _PIECES[code, depth] = tuple(pieces)
     return found
 
 
@@ -527,23 +544,24 @@ def _json_object(rec, depth: int) -> str:
 
 def _json_objects(records, depth: int) -> list[str]:
     """`_json_object` of each record; the common finding (the code's own severity and hint,
-    int or null ids, string names) filled into its code's template, no call per value:
-    %s writes an int as json does, and json's own C function escapes the strings."""
+    int or null ids, string names) filled into its code's pieces with one f-string, no call
+    per value but json's own C function for the strings (an int prints as json writes it)."""
     inner = "  " * (depth + 1)
     enc, default, value, out = encode_basestring, _spill.DEFAULT, _json_value, []
-    templates = {code: _template(code, depth) for code in CODES}
+    pieces = {code: _pieces(code, depth) for code in CODES}
+    code = None
     for rec in records:
-        code, severity, i, u, app, field, message, hint, _ = rec
+        this, severity, i, u, app, field, message, hint, _ = rec
         if severity is not default or hint is not default:
             out.append(_json_object(rec, depth))
             continue
-        out.append(templates[code] % (
-            i if type(i) is int else value(i, inner),
-            u if type(u) is int else value(u, inner),
-            enc(app) if type(app) is str else value(app, inner),
-            enc(field) if type(field) is str else value(field, inner),
-            enc(message) if type(message) is str else value(message, inner),
-        ))
+        if this is not code:  # a block is mostly one code: its pieces bound once
+            code = this
+            p0, p1, p2, p3, p4, p5 = pieces[code]
+        out.append(f"{p0}{i if type(i) is int else value(i, inner)}{p1}{u if type(u) is int else value(u, inner)}"
+                   f"{p2}{enc(app) if type(app) is str else value(app, inner)}"
+                   f"{p3}{enc(field) if type(field) is str else value(field, inner)}"
+                   f"{p4}{enc(message) if type(message) is str else value(message, inner)}{p5}")
     return out
 
 

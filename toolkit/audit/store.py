@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -319,7 +320,7 @@ class AuditStore:
         # The findings are encoded once: the run's saved report, and — for a full audit, whose
         # state's per-row findings are the same findings (less two codes, dropped on loading)
         # — the state's base as well.
-        packed = _packed(_tuples(report))
+        packed = _packed_blocks(report.of_arguments())
         document = _saved_report(report, packed)
         with self._transaction():
             cursor = self._db.execute(
@@ -471,15 +472,18 @@ def _packed(findings) -> bytes:
     a million findings never stand in memory as one string."""
     if isinstance(findings, _Packed):
         return findings.blob
+    findings = iter(findings)
+    return _packed_blocks(iter(lambda: list(itertools.islice(findings, _PACK_CHUNK)), []))
+
+
+def _packed_blocks(blocks) -> bytes:
+    """`_packed` of findings given in lists."""
     compressor = zlib.compressobj(1)
-    parts, chunk, first = [compressor.compress(b"[")], [], True
-    for finding in findings:
-        chunk.append(finding)
-        if len(chunk) == _PACK_CHUNK:
-            parts.append(compressor.compress(_json_items(chunk, first)))
-            chunk, first = [], False
-    if chunk:
-        parts.append(compressor.compress(_json_items(chunk, first)))
+    parts, first = [compressor.compress(b"[")], True
+    for block in blocks:
+        if block:
+            parts.append(compressor.compress(_json_items(block, first)))
+            first = False
     parts.append(compressor.compress(b"]"))
     parts.append(compressor.flush())
     return b"".join(parts)
@@ -515,10 +519,6 @@ _SAVED_REPORT = b"TKR2"  # a saved report: marker, 4-byte length, zlib(summary J
 def _saved_report(report: Report, packed: bytes) -> bytes:
     summary = zlib.compress(json.dumps(report.summary, ensure_ascii=False, default=str).encode("utf-8"), 6)
     return _SAVED_REPORT + len(summary).to_bytes(4, "big") + summary + packed
-
-
-def _tuples(report: Report):
-    return ((f.code, f.installation_id, f.user_id, f.app_id, f.field, f.message) for f in report.findings)
 
 
 def _private_dir(path: Path) -> None:
@@ -640,8 +640,8 @@ class _RowFindings:
         self._report = report
 
     def __iter__(self):
-        return ((f.code, f.installation_id, f.user_id, f.app_id, f.field, f.message)
-                for f in self._report.findings if f.code not in ROW_CODES_EXCLUDED)
+        for block in self._report.of_arguments():
+            yield from (f for f in block if f[0] not in ROW_CODES_EXCLUDED)
 
 
 def _row_findings(report: Report) -> list[tuple]:
