@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from audit_planted import REGISTRY_PATH, keyring, plant
 from toolkit import db
 from toolkit.audit import ALL_CODES, CODES, FIELDS, FORMATS, SEVERITIES, Finding, Report, report as report_module, run_audit
-from toolkit.audit._spill import FindingStore
+from toolkit.audit._spill import FindingStore, _load, ordered_key, pack, records
 from toolkit.safe_text import csv_cell
 from toolkit.nb._audit import AuditResult
 from toolkit.registry import load_registry
@@ -102,6 +102,23 @@ def test_an_ordered_store_sorts_exactly_as_finding_sort_key(items, shape):
     """The engine's store: Finding.sort_key, stable (equal keys keep their arrival order)."""
     expected = sorted(items, key=lambda f: f.sort_key)
     assert_same(spilled(items, {}, shape, ordered=True), Report(expected, {}))
+
+
+# What workers hand the packer: mostly int ids (COPY's bytes), a code's field a name or None.
+engine_ids = st.one_of(st.integers(0, 30), st.integers(0, 30).map(lambda n: str(n).encode()), st.none())
+engine_tuples = st.lists(st.tuples(st.sampled_from(ALL_CODES), engine_ids, engine_ids, names,
+                                   st.sampled_from(["apiKey", "region", "", None]), st.text(max_size=6)), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=engine_tuples, seq=st.integers(0, 2 ** 40))
+def test_the_engine_records_pack_in_ordered_key_order_in_maximal_runs(raw, seq):
+    """A worker's pack (its fast path where plain values sort, ordered_key's sort elsewhere)."""
+    recs = records(raw, seq)
+    segments = pack(recs, True, block=7)
+    assert [rec for segment in segments for blob in segment[5] for rec in _load(blob)] == sorted(recs, key=ordered_key)
+    assert all(a[:2] != b[:2] for a, b in zip(segments, segments[1:]))  # runs of one (code, severity)
+    assert sum(segment[2] for segment in segments) == len(recs)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

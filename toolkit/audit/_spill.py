@@ -25,6 +25,7 @@ import collections
 import heapq
 import itertools
 import marshal
+import operator
 import os
 import pickle
 import shutil
@@ -43,9 +44,13 @@ _HINT = {code: entry.hint for code, entry in CODES.items()}
 
 # ---- records ----------------------------------------------------------------------------
 
-def record(code, installation_id, user_id, app_id, field, message, seq) -> tuple:
-    """The record of a finding the engine made (`Finding.of`: the code's severity and hint)."""
-    return (code, DEFAULT, installation_id, user_id, app_id, field, message, DEFAULT, seq)
+def records(raw, seq: int) -> list[tuple]:
+    """The records of engine tuples `(code, installation_id, user_id, app_id, field, message)`
+    (ids may be COPY's bytes, or None; severity and hint the code's own), numbered from
+    `seq`: one list, no call per finding."""
+    default = DEFAULT
+    return [(code, default, None if i is None else int(i), None if u is None else int(u), app, field, message,
+             default, n) for n, (code, i, u, app, field, message) in enumerate(raw, seq)]
 
 
 def record_of(finding: Finding, seq: int) -> tuple:
@@ -104,17 +109,7 @@ def pack(records, ordered: bool, block: int = BLOCK) -> list[tuple]:
     data a worker process sends its parent in one pickle."""
     key = ordered_key if ordered else arrival_key
     if ordered:
-        records = sorted(records, key=key)
-        runs, run, current = [], [], None
-        for rec in records:  # maximal runs of one (code, severity) in sorted order
-            this = (rec[0], rec[1])
-            if this != current and run:
-                runs.append(run)
-                run = []
-            current = this
-            run.append(rec)
-        if run:
-            runs.append(run)
+        runs = _ordered_runs(records)
     else:
         groups: dict = {}
         for rec in records:  # one segment per (code, severity), arrival order kept
@@ -122,10 +117,49 @@ def pack(records, ordered: bool, block: int = BLOCK) -> list[tuple]:
         runs = list(groups.values())
     segments = []
     for run in runs:
-        apps = collections.Counter(rec[4] or None for rec in run)
+        apps = collections.Counter(map(_APP_OF, run))
+        for empty in [app for app in apps if not app and app is not None]:  # "" counts as no app
+            apps[None] += apps.pop(empty)
         blobs = [_dump(run[i:i + block]) for i in range(0, len(run), block)]
         segments.append((run[0][0], severity_of(run[0]), len(run), key(run[0]), key(run[-1]), blobs, dict(apps)))
     return segments
+
+
+_SEVERITY_OF = operator.itemgetter(1)
+_APP_OF = operator.itemgetter(4)
+_CODE_OF = operator.itemgetter(0)
+# ordered_key less its first two parts, for records of the codes' own severities: those parts
+# are then a function of the code, so (code, this) sorts each code's records as ordered_key does.
+_BY_CODE_THEN_PLACE = operator.itemgetter(0, 2, 3, 5, 8)
+
+
+def _ordered_runs(records) -> list[list]:
+    """The maximal runs of one (code, severity) of `records` sorted by ordered_key.
+
+    The engine's records (every severity the code's own, ids ints, a code's fields all names
+    or all None) sort on their plain values, the code runs then put in ordered_key's order:
+    the same order without a Python call per record. Anything else — a severity given, a
+    None beside an int or a name (ordered_key reads them as 0 and "") — makes comparing
+    fail or is seen first, and ordered_key sorts it all."""
+    if set(map(_SEVERITY_OF, records)) <= {DEFAULT}:
+        try:
+            ordered = sorted(records, key=_BY_CODE_THEN_PLACE)
+        except TypeError:
+            pass
+        else:
+            runs = [list(run) for _, run in itertools.groupby(ordered, key=_CODE_OF)]
+            return sorted(runs, key=lambda run: ordered_key(run[0])[:2])
+    runs, run, current = [], [], None
+    for rec in sorted(records, key=ordered_key):  # maximal runs of one (code, severity) in sorted order
+        this = (rec[0], rec[1])
+        if this != current and run:
+            runs.append(run)
+            run = []
+        current = this
+        run.append(rec)
+    if run:
+        runs.append(run)
+    return runs
 
 
 # ---- the store ------------------------------------------------------------------------------
@@ -220,8 +254,10 @@ class FindingStore:
     def add_raw(self, raw) -> None:
         """Engine tuples `(code, installation_id, user_id, app_id, field, message)`; ids may
         be COPY's bytes."""
-        self.add_records(record(code, _int(i), _int(u), app, field, message, self._next())
-                         for code, i, u, app, field, message in raw)
+        raw = iter(raw)
+        while chunk := list(itertools.islice(raw, self._flush_at)):
+            self.add_records(records(chunk, self.seq))
+            self.seq += len(chunk)
 
     def _next(self) -> int:
         self.seq += 1
@@ -320,7 +356,3 @@ class FindingStore:
             for app, n in segment.apps.items():
                 counts[app, segment.severity] = counts.get((app, segment.severity), 0) + n
         return counts
-
-
-def _int(value):
-    return None if value is None else int(value)

@@ -31,7 +31,7 @@ from ..codes import ALL_CODES, SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
 from ..db import describe, is_postgres, read_only, translate_errors
 from ..errors import DatabaseError
 from .checks import email_case_duplicates
-from ._spill import FindingStore, pack, record
+from ._spill import FindingStore, pack, records
 from .nonces import IVLog, nonce_reuse_findings
 from .row_auditor import Auditor
 from .report import Report, generated_at
@@ -317,10 +317,9 @@ def _worker_chunk(item):
     # Sorted and packed here, in parallel: the parent only appends the blobs. Arrival numbers
     # keep a chunk's own order for equal sort keys (chunks cover disjoint ids: no others tie).
     base = (number + 1) << 32
-    records = [record(code, int(i), int(u), app, field, message, base + n)
-               for n, (code, i, u, app, field, message) in enumerate(auditor.findings)]
+    packed = pack(records(auditor.findings, base), True)
     del auditor.findings[:]
-    return ("ok", pack(records, True), auditor.ivs.state(), auditor.rows)
+    return ("ok", packed, auditor.ivs.state(), auditor.rows)
 
 
 class _Sink:
