@@ -205,6 +205,28 @@ def test_an_unwritable_store_warns_and_the_audit_still_reports(seeded, run_cli, 
     assert json.loads(result.stdout)["summary"]["findings"] == 1
 
 
+def test_a_save_that_fails_while_the_report_is_written_warns_once_and_loses_no_output(seeded, run_cli, tmp_path):
+    """The run is saved in the background while the report is written: a failing save (here
+    SQLite refusing the insert) is one line on stderr, the report whole, the exit code the
+    findings' own."""
+    url, _ = seeded
+    env = _cli_env(url, tmp_path)
+    assert run_cli("audit", "--no-save", env=env).returncode == 1  # --no-save creates no store…
+    store = default_path(load_settings(environ=env, cwd=None))
+    with AuditStore(store):  # …this does, then SQLite itself refuses every new run
+        pass
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END")
+    output = tmp_path / "report.json"
+    result = run_cli("audit", "--format", "json", "-o", str(output), env=env)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("1 findings") and "written to" in lines[0], result.stderr
+    assert lines[1] == f"the audit was not saved ({store}: disk quota exceeded)"
+    assert json.loads(output.read_text())["summary"]["findings"] == 1
+    assert run_cli("audit", "history", "--json", env=env).stdout == ""
+
+
 def test_the_full_audit_and_the_saved_run_agree(seeded, tmp_path):
     url, _ = seeded
     database, registry, keyring = open_postgres(url), parse_registry(REGISTRY_DATA), _keyring(K1)

@@ -290,7 +290,10 @@ class AuditStore:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite's journals copy this mode
         elif self.path.stat().st_mode & 0o077:
             os.chmod(self.path, 0o600)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # Used from one thread at a time: a save in the background (save_soon) is waited for
+        # before anything else touches the connection.
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._saving = None
         # WAL: a new state is appended once (a rollback journal would also copy the old pages
         # it reuses); NORMAL: durable at checkpoints, which is enough for a cache of audits.
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -304,7 +307,22 @@ class AuditStore:
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self._db.close()
+        """Wait for a save under way (save_soon), then close."""
+        try:
+            self.wait()
+        finally:
+            self._db.close()
+
+    def wait(self) -> None:
+        """Wait for a save under way (save_soon)."""
+        if self._saving is not None:
+            (saving, warn), self._saving = self._saving, None
+            try:
+                saving.result()
+            except sqlite3.Error as exc:
+                if warn is None:
+                    raise
+                warn(f"the audit was not saved ({self.path}: {exc})")
 
     def __enter__(self):
         return self
@@ -313,8 +331,20 @@ class AuditStore:
         self.close()
 
     # ---- runs ----------------------------------------------------------------------------
+    def save_soon(self, report: Report, state: State | None = None, scope: str | None = None, *, warn=None) -> None:
+        """`save` in a thread, while the caller renders the report: most of saving is zlib and
+        SQLite, which release the GIL. The store's next use (close() included) waits for it
+        and hands a failed save's one line to `warn` (raises it without one). The report must
+        stay open till then."""
+        self.wait()
+        self._saving = (_Background(lambda: self._save(report, state, scope)), warn)
+
     def save(self, report: Report, state: State | None = None, scope: str | None = None) -> int:
         """Save a completed run (and, given, the state the next incremental run starts from)."""
+        self.wait()
+        return self._save(report, state, scope)
+
+    def _save(self, report: Report, state: State | None, scope: str | None) -> int:
         summary = report.summary
         database = summary.get("database", "")
         # The findings are encoded once: the run's saved report, and — for a full audit, whose
@@ -347,6 +377,7 @@ class AuditStore:
     def runs(self, database: str | None = None, limit: int | None = None) -> list[dict]:
         """Saved runs, newest first: id, database, generated_at, mode, duration_s, rows_read,
         installations, findings, by_severity, by_code, filters."""
+        self.wait()
         sql = ("SELECT id, database, generated_at, mode, duration_s, rows_read, installations, findings,"
                " by_severity, by_code, filters FROM runs")
         params: tuple = ()
@@ -368,6 +399,7 @@ class AuditStore:
 
     def latest(self, database: str) -> Report | None:
         """The newest saved run of `database` that still has its findings, as a Report."""
+        self.wait()
         row = self._db.execute(
             "SELECT report FROM runs WHERE database = ? AND report IS NOT NULL ORDER BY id DESC LIMIT 1",
             (database,)).fetchone()
@@ -385,6 +417,7 @@ class AuditStore:
 
     def forget(self, database: str | None = None) -> int:
         """Delete the saved runs (of one database, or all); -> how many."""
+        self.wait()
         where, params = ("WHERE database = ?", (database,)) if database is not None else ("", ())
         with self._transaction():
             count = self._db.execute(f"DELETE FROM runs {where}", params).rowcount
@@ -422,6 +455,7 @@ class AuditStore:
         """The saved state of `database` with `scope`. `in_background`: the base (a blob of
         ~56 MB per million rows) loads in a thread while the caller reads the database —
         `State.loaded()` waits for it."""
+        self.wait()
         row = self._db.execute(
             "SELECT id, run_id, registry, keyring, checks, database_oid, snapshot, xmin, xmax, users, stale,"
             " findings, digests, meta, rows FROM state WHERE database = ? AND scope = ?", (database, scope)).fetchone()
@@ -569,9 +603,12 @@ def scope_of(filters: Filters) -> str:
 
 
 def audit(database, registry, keyring, filters: Filters | None = None, *, store: AuditStore | None = None,
-          incremental: bool = False, save: bool = True, jobs=None, progress=None, warn=None) -> Report:
+          incremental: bool = False, save: bool = True, save_soon: bool = False, jobs=None, progress=None,
+          warn=None) -> Report:
     """Audit, incrementally when asked and possible, and save the run (unless `save` is false
-    or there is no store). `warn(line)` gets the one line that says why a full audit ran."""
+    or there is no store). `warn(line)` gets the one line that says why a full audit ran, or
+    that the run was not saved. `save_soon`: return while the run is saved in the background
+    (AuditStore.save_soon: the store's next use waits; keep the report open till then)."""
     from .engine import run_audit
 
     filters = filters or Filters()
@@ -591,7 +628,7 @@ def audit(database, registry, keyring, filters: Filters | None = None, *, store:
         except Exception as exc:  # noqa: BLE001 — anything unexpected: a full audit is always right
             warn(f"incremental audit failed ({clean(type(exc).__name__ + ': ' + str(exc), 160)}): running a full audit")
         else:
-            return _finish(report, state, store, name, scope, save, started, warn)
+            return _finish(report, state, store, name, scope, save, started, warn, save_soon)
     snapshot = _snapshot(database) if is_postgres(database) else None
     trace: dict = {}
     report = run_audit(database, registry, keyring, filters, jobs=jobs, progress=progress, trace=trace)
@@ -603,16 +640,15 @@ def audit(database, registry, keyring, filters: Filters | None = None, *, store:
         state = State(*fingerprints, snapshot, _RowFindings(report), _digested(trace.get("ivs", IVLog())), users)
     report = Report(report.findings, {**report.meta, "mode": "full",
                                       "rows_read": report.meta.get("installations", 0)})
-    return _finish(report, state, store, name, scope, save, started, warn)
+    return _finish(report, state, store, name, scope, save, started, warn, save_soon)
 
 
-def _finish(report, state, store, name, scope, save, started, warn) -> Report:
+def _finish(report, state, store, name, scope, save, started, warn, save_soon) -> Report:
     report = Report(report.findings, {**report.meta, "duration_s": round(time.perf_counter() - started, 3)})
     if save and store is not None:
-        try:
-            store.save(report, state, scope)
-        except sqlite3.Error as exc:
-            warn(f"the audit was not saved ({store.path}: {exc})")
+        store.save_soon(report, state, scope, warn=warn)
+        if not save_soon:
+            store.wait()
     return report
 
 

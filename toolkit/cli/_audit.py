@@ -93,15 +93,25 @@ def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, s
                              hint="run `toolkit audit` once first (it saves the run)")
         baseline = "the previous saved run"
     show = sys.stderr.isatty() if progress is None else progress
+    report = None
     try:
         with _progress_bar(show) as on_progress:
+            # Saved while the report is written (the store's close waits for it).
             report = audit_and_save(database, registry, keyring, filters, store=store, incremental=incremental,
-                                    save=save, jobs=jobs, progress=on_progress, warn=_warn)
+                                    save=save, save_soon=True, jobs=jobs, progress=on_progress, warn=_warn)
+        if earlier is not None:
+            report = report.compare(earlier, source=baseline)
+        _write_report(report, fmt, output, no_pager)
+        code = report.exit_code(fail_on)
     finally:
         if store is not None:
             store.close()
-    if earlier is not None:
-        report = report.compare(earlier, source=baseline)
+        if report is not None:
+            report.close()
+    exit_with(code)
+
+
+def _write_report(report, fmt: str, output, no_pager: bool) -> None:
     # Streamed: a report of a million findings is never one string in memory.
     if output:
         try:
@@ -114,9 +124,6 @@ def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, s
             report.stream(fmt, out.write)
     else:
         report.stream(fmt, write_stdout)  # bytes as rendered: never click.echo (it strips escapes)
-    code = report.exit_code(fail_on)
-    report.close()
-    exit_with(code)
 
 
 def _users(values) -> tuple:
