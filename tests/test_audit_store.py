@@ -14,6 +14,7 @@ import pytest
 from toolkit.audit import Filters, run_audit
 from toolkit.audit.sql import changed_since_condition, id_query, installation_query
 from toolkit.audit.store import (
+    SCHEMA_VERSION,
     AuditStore,
     audit,
     default_path,
@@ -353,7 +354,7 @@ def test_nonce_reuse_over_the_candidates_equals_it_over_every_value():
     import numpy as np
 
     from toolkit.audit.nonces import IVLog, nonce_reuse_findings
-    from toolkit.audit.store import _reuse_candidates, _select
+    from toolkit.audit.store import _reuse_candidates, _reused_keys, _select
 
     slots = [("svc", "token"), ("svc", "hook")]
     rng = np.random.default_rng(3)
@@ -372,9 +373,13 @@ def test_nonce_reuse_over_the_candidates_equals_it_over_every_value():
     everything.extend(new.state())
     expected = sorted(nonce_reuse_findings(everything, slots))
     assert len(expected) > 20
-    candidates = _reuse_candidates(base, keep, new)
-    assert len(candidates) < len(everything) // 10
+    # The base's reuse groups as its full audit found them (and saved their keys).
+    candidates = _reuse_candidates(base, keep, new, _reused_keys(base, base.reused()))
+    assert len(candidates) < len(new) + (len(everything) - len(new)) // 10  # every new one, a few old
     assert sorted(nonce_reuse_findings(candidates, slots)) == expected
+    # A base value whose only partner was not kept is a candidate no longer reused.
+    assert sorted(nonce_reuse_findings(_reuse_candidates(base, keep, IVLog(), _reused_keys(base, base.reused())),
+                                       slots)) == sorted(nonce_reuse_findings(_select(base, keep), slots))
 
 
 def test_a_version_1_store_keeps_its_runs_and_drops_its_state(seeded, tmp_path):
@@ -396,7 +401,7 @@ def test_a_version_1_store_keeps_its_runs_and_drops_its_state(seeded, tmp_path):
         assert report.meta["mode"] == "full" and "no saved audit of this database" in lines[0]
         assert audit(database, registry, keyring, store=store, incremental=True).meta["mode"] == "incremental"
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     database.close()
 
 

@@ -50,8 +50,9 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
               progress=None, trace: dict | None = None) -> Report:
     """Audit the database. `progress(done, total)` is called now and then: on PostgreSQL
     `total` is the planner's estimate until the last call, where done == total (rows read).
-    A `trace` dict receives the run's IV traces (`ivs`, an IVLog) and `slots` (the saved
-    audits keep them for the incremental nonce-reuse check, store.py).
+    A `trace` dict receives the run's IV traces (`ivs`, an IVLog), `slots`, and with nonce
+    reuse checked `reused`, its groups of trace positions (the saved audits keep them for the
+    incremental nonce-reuse check, store.py).
 
     Raises ConfigError when a selected check needs ENCRYPTION_KEY and it is unset,
     DatabaseError when the database fails. Never raises for bad data: that is a finding.
@@ -84,7 +85,10 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
     if trace is not None:
         trace.update(ivs=ivs, slots=auditor.slots)
     if SECRET_NONCE_REUSE in wanted:
-        store.add_raw(nonce_reuse_findings(ivs, auditor.slots))
+        groups = ivs.reused()
+        store.add_raw(nonce_reuse_findings(ivs, auditor.slots, groups))
+        if trace is not None:
+            trace["reused"] = groups
     return Report._sorted(store, {
         "database": describe(database),
         "installations": rows,

@@ -120,14 +120,15 @@ class IVLog:
         return row >> 32, row & 0xFFFFFFFF, meta & _SLOT_MASK, meta >> 24
 
 
-def nonce_reuse_findings(log: IVLog, slots) -> list[tuple]:
+def nonce_reuse_findings(log: IVLog, slots, groups=None) -> list[tuple]:
     """One (code, installation_id, user_id, app_id, field, message) per value whose IV is reused.
 
-    `slots[slot]` is the (app_id, field) pair a trace's slot numbers."""
+    `slots[slot]` is the (app_id, field) pair a trace's slot numbers; `groups` are
+    `log.reused()` when the caller has them already."""
     from ..crypto._keys import key_variable
 
     found = []
-    for group in log.reused():
+    for group in log.reused() if groups is None else groups:
         # In place order, not trace order (which follows the workers' chunks and the table's
         # physical order): the same data gives the same messages, run after run.
         places = sorted(log.location(position) for position in group)

@@ -80,7 +80,7 @@ from .sql import (
 )
 
 FILE_NAME = "audits.sqlite3"
-SCHEMA_VERSION = 2  # 1: one state row of whole-table blobs (dropped on open: a cache)
+SCHEMA_VERSION = 3  # older states are dropped on open (a cache); 1: whole-table blobs, 2: no reused keys
 WRAPAROUND = 2 ** 31
 # Past this share of the base's traces (overlay traces plus stale ids), a run saves a new base.
 COMPACT_SHARE = 0.25
@@ -212,7 +212,8 @@ CREATE TABLE IF NOT EXISTS state_base (
     findings BLOB NOT NULL,
     digests BLOB NOT NULL,
     meta BLOB NOT NULL,
-    rows BLOB NOT NULL
+    rows BLOB NOT NULL,
+    reused BLOB  -- uint64, sorted: the trace keys of the base's nonce-reuse groups (NULL: not checked)
 );
 """
 
@@ -241,6 +242,7 @@ class State:
     new_findings: list = dataclasses.field(default_factory=list)
     new_log: IVLog = dataclasses.field(default_factory=IVLog)
     base_run: int | None = None  # the run that saved this base (None: a new base, to be written)
+    reused: object = None  # the base's: sorted uint64 trace keys of its nonce-reuse groups (None: not checked)
     _loading: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def loaded(self) -> "State":
@@ -299,10 +301,11 @@ class AuditStore:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, 1, SCHEMA_VERSION):
+        if version not in (0, 1, 2, SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"{self.path} was written by another toolkit version")
-        if version == 1:  # the runs stay; the old state is a cache the next full audit rebuilds
+        if version in (1, 2):  # the runs stay; the old state is a cache the next full audit rebuilds
             self._db.execute("DROP TABLE IF EXISTS state")
+            self._db.execute("DROP TABLE IF EXISTS state_base")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -448,8 +451,9 @@ class AuditStore:
         # The base is written once per full audit or compaction — or when another run saved
         # another base since this state's was loaded (the overlay is relative to this one).
         if state.base_run is None or saved is None or saved[0] != state.base_run:
-            self._db.execute("INSERT OR REPLACE INTO state_base VALUES (?,?,?,?,?,?)",
-                             (state_id, run_id, _packed(state.row_findings), *state.log.buffers()))
+            reused = None if state.reused is None else np.asarray(state.reused, dtype=np.uint64).tobytes()
+            self._db.execute("INSERT OR REPLACE INTO state_base VALUES (?,?,?,?,?,?,?)",
+                             (state_id, run_id, _packed(state.row_findings), *state.log.buffers(), reused))
 
     def state(self, database: str, scope: str, *, in_background: bool = False) -> State | None:
         """The saved state of `database` with `scope`. `in_background`: the base (a blob of
@@ -470,13 +474,14 @@ class AuditStore:
             # Its own connection (sqlite3's are per thread), so its own read: the base must
             # still be the one of the state row read above.
             with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db:
-                found = db.execute("SELECT b.run_id, b.findings, b.digests, b.meta, b.rows FROM state_base b"
+                found = db.execute("SELECT b.run_id, b.findings, b.digests, b.meta, b.rows, b.reused FROM state_base b"
                                    " JOIN state s ON s.id = b.state WHERE s.id = ? AND s.run_id = ?",
                                    (state_id, run_id)).fetchone()
             if found is None:
                 raise Fallback("the saved audit changed while it was read")
             state.base_run, state.row_findings = found[0], _unpacked(found[1])
-            state.log = IVLog(*found[2:])
+            state.log = IVLog(*found[2:5])
+            state.reused = None if found[5] is None else np.frombuffer(found[5], dtype=np.uint64)
 
         state._loading = _Background(load) if in_background else None
         if not in_background:
@@ -637,7 +642,9 @@ def audit(database, registry, keyring, filters: Filters | None = None, *, store:
         users = None
         if _users_since_possible(filters):
             users = np.array(sorted({f.user_id for f in report.findings_of(USER_EMAIL_CASE_DUPLICATE)}), dtype=np.int64)
-        state = State(*fingerprints, snapshot, _RowFindings(report), _digested(trace.get("ivs", IVLog())), users)
+        log = _digested(trace.get("ivs", IVLog()))
+        state = State(*fingerprints, snapshot, _RowFindings(report), log, users,
+                      reused=_reused_keys(log, trace.get("reused")))
     report = Report(report.findings, {**report.meta, "mode": "full",
                                       "rows_read": report.meta.get("installations", 0)})
     return _finish(report, state, store, name, scope, save, started, warn, save_soon)
@@ -766,19 +773,25 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
     else:
         users = email_case_duplicates(groups)
     ordered.add_raw((USER_EMAIL_CASE_DUPLICATE, None, user_id, None, None, message) for user_id, message in users)
+    reused = None
     if SECRET_NONCE_REUSE in filters.codes:
-        candidates = _reuse_candidates(base.log, keep_base, new_log)
-        ordered.add_raw(nonce_reuse_findings(candidates, trace["slots"]))
+        if base.reused is None:
+            raise Fallback("the saved audit did not check nonce reuse")
+        candidates = _reuse_candidates(base.log, keep_base, new_log, base.reused)
+        groups = candidates.reused()
+        ordered.add_raw(nonce_reuse_findings(candidates, trace["slots"], groups))
+        reused = _reused_keys(candidates, groups)
     meta = {**part.meta, "installations": int(len(ids_now)), "mode": "incremental",
             "rows_read": part.meta.get("installations", 0)}
     saved_users = np.array(sorted({u for u, _ in users}), dtype=np.int64) if _users_since_possible(filters) else None
     if len(new_log) + len(stale) > COMPACT_SHARE * len(base.log):
         log = _select(base.log, keep_base)
         log.extend(new_log.state())
-        state = State(*fingerprints, snapshot, findings, log, saved_users)  # a new base
+        # A new base. The candidates held every member of every reuse group of its traces.
+        state = State(*fingerprints, snapshot, findings, log, saved_users, reused=reused)
     else:
         state = State(*fingerprints, snapshot, base.row_findings, base.log, saved_users, stale, new_findings,
-                      new_log, base.base_run)
+                      new_log, base.base_run, base.reused)
     return Report._sorted(ordered, meta), state
 
 
@@ -812,35 +825,38 @@ def _trace_keys(log: IVLog) -> np.ndarray:
     return digests ^ ((np.frombuffer(log.meta, dtype=np.uint32) >> 23).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
 
+def _reused_keys(log: IVLog, groups) -> np.ndarray | None:
+    """The sorted trace keys of the values in nonce-reuse `groups` (positions in `log`, as
+    IVLog.reused gives them); None when nonce reuse was not checked."""
+    if groups is None:
+        return None
+    positions = np.fromiter(itertools.chain.from_iterable(groups), dtype=np.int64)
+    return np.unique(_trace_keys(log)[positions]) if len(positions) else np.zeros(0, np.uint64)
+
+
 _TABLE_BITS = 20
 
 
-def _reuse_candidates(base: IVLog, keep: np.ndarray, new: IVLog) -> IVLog:
-    """The traces (of the base's kept ones and the new ones) whose key occurs twice or more:
-    every member of every reused group, and a few others. nonce_reuse_findings groups them
-    exactly, so its findings over them are its findings over all the values — without its
-    binary search of every value (~70 ms for two million). One sort of the keys (~10 ms)."""
-    base_keys = _trace_keys(base)
-    new_keys = _trace_keys(new)
-    keys = np.sort(np.concatenate([base_keys[keep], new_keys]))
-    repeated = np.unique(keys[1:][keys[1:] == keys[:-1]])
-    if not len(repeated):
-        return IVLog()
-    # Candidates by a 2^20-slot table of the repeated keys' low bits, then exactly. The low
-    # bits as int64 (a view, no copy) index directly; uint64 would be cast (~40 ms).
-    table = np.zeros(1 << _TABLE_BITS, dtype=bool)
-    low = (1 << _TABLE_BITS) - 1
-    table[repeated.view(np.int64) & low] = True
-
-    def picked(log_keys, allowed):
-        rough = np.flatnonzero(table[log_keys.view(np.int64) & low] & allowed)
-        return rough[np.isin(log_keys[rough], repeated)]
-
+def _reuse_candidates(base: IVLog, keep: np.ndarray, new: IVLog, base_reused: np.ndarray) -> IVLog:
+    """Every trace that may share its IV with another, of the base's kept ones and the new
+    ones: every new trace, and the kept base traces whose key is a new trace's or one of the
+    base's reused keys (`base_reused`, saved with the base: two base values that share an IV
+    were in one of its reuse groups). nonce_reuse_findings groups them exactly, so its
+    findings over them are its findings over all the values — with no sort of two million
+    keys: a 2^20-slot table of the wanted keys' low bits picks the base's few candidates."""
+    wanted = np.union1d(base_reused, _trace_keys(new))
     candidates = IVLog()
-    for log, log_keys, allowed in ((base, base_keys, keep), (new, new_keys, True)):
-        chosen = np.zeros(len(log), dtype=bool)
-        chosen[picked(log_keys, allowed)] = True
-        candidates.extend(_select(log, chosen).state())
+    if len(wanted) and len(base):
+        base_keys = _trace_keys(base)
+        low = (1 << _TABLE_BITS) - 1
+        table = np.zeros(1 << _TABLE_BITS, dtype=bool)
+        # The low bits as int64 (a view, no copy) index directly; uint64 would be cast (~40 ms).
+        table[wanted.view(np.int64) & low] = True
+        rough = np.flatnonzero(table[base_keys.view(np.int64) & low] & keep)
+        chosen = np.zeros(len(base), dtype=bool)
+        chosen[rough[np.isin(base_keys[rough], wanted)]] = True
+        candidates.extend(_select(base, chosen).state())
+    candidates.extend(new.state())
     return candidates
 
 
