@@ -112,8 +112,8 @@ def test_the_changed_since_sql():
     assert ids.sql.endswith("WHERE id = ANY(%s::integer[])") and ids.params == ([3, 5],)
     assert Filters(ids=(1,), changed_since=1).describe() == {}  # the report is the full audit's
     pass_ = id_query(Filters(statuses=("configured",)), since=(1 << 32) + 9)
-    assert pass_.sql == (f"SELECT id::bigint, {changed_since_condition()} FROM app_installations"
-                         " WHERE status IN (%s)") and pass_.params == (9, "configured")
+    assert pass_.sql.endswith(f" FILTER (WHERE {changed_since_condition()}), 0) FROM app_installations"
+                              " WHERE status IN (%s) GROUP BY 1") and pass_.params == (9, "configured")
     with pytest.raises(ValueError):
         installation_query(Filters(ids=(1,)), mark="?")
 
@@ -328,6 +328,33 @@ def test_the_id_pass_and_the_changed_since_filter_agree(seeded):
         ids, changed, groups = _changes(database, Filters(), registry, base, users_since=False)
         assert changed.tolist() == by_sql and ids.tolist() == [1, 2] and groups is None
     assert len(xmins) == 2
+    database.close()
+
+
+def test_the_id_pass_bitmaps_hold_every_id_at_every_bit(pg_url):
+    """Ids at both ends of a 64-id word (bit 63 is the sign bit), the largest integer, words far
+    apart, deleted ones: the bitmaps give the ids a plain SELECT gives."""
+    from toolkit.audit.store import Snapshot, State, _changes
+
+    connection = psycopg2.connect(pg_url)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO users (email) VALUES ('a@example.com') RETURNING id")
+        user = cursor.fetchone()[0]
+        ids = [1, 2, 62, 63, 64, 65, 127, 128, 4096, 2 ** 31 - 65, 2 ** 31 - 2, 2 ** 31 - 1]
+        for n, id_ in enumerate(ids):
+            cursor.execute("INSERT INTO app_installations (id, user_id, app_id, config) VALUES (%s, %s, %s, '{}')",
+                           (id_, user, f"app{n}"))
+        cursor.execute("DELETE FROM app_installations WHERE id IN (2, 64, 2147483646)")
+        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        now = cursor.fetchone()[0]
+    with connection, connection.cursor() as cursor:
+        cursor.execute("UPDATE app_installations SET status = 'configured' WHERE id IN (63, 2147483647)")
+    connection.close()
+    database, registry = open_postgres(pg_url), parse_registry(REGISTRY_DATA)
+    base = State("", "", "", Snapshot("", now + 1, now + 1, 0), [], None)
+    present, changed, _ = _changes(database, Filters(), registry, base, users_since=False)
+    assert present.tolist() == [i for i in ids if i not in (2, 64, 2 ** 31 - 2)]
+    assert changed.tolist() == [63, 2 ** 31 - 1]
     database.close()
 
 

@@ -187,13 +187,18 @@ def _incremental_conditions(filters: Filters, conditions, params, mark):
 
 
 def id_query(filters: Filters, known_apps=(), since: int = 0) -> Query:
-    """PostgreSQL: `id, changed` of every row the audit with `filters` reads, `changed` by
-    changed_since_condition(since: the saved 64-bit xmin). The id set tells deleted rows, the
-    flag the rows to read again: one scan, the rule evaluated in the server, and (read with
-    COPY … (FORMAT binary), store.py) 19 fixed bytes a row, read by numpy without parsing."""
+    """PostgreSQL: which rows the audit with `filters` reads, and which of them changed since
+    `since` (the saved 64-bit xmin, changed_since_condition) — as bitmaps of 64 ids: rows of
+    `(word, present, changed)`, bit n of `present` standing for id word * 64 + n. One scan, the
+    rule evaluated in the server, and (read with COPY … (FORMAT binary), store.py) a 64th of the
+    rows, expanded by numpy: no Python call per row, 0.6 MB a million ids. Its hash aggregate
+    holds int8 states, which PostgreSQL spills past work_mem as it does any."""
     base = installation_query(dataclasses.replace(filters, changed_since=None, ids=None), known_apps)
     start = base.sql.index(" FROM app_installations")
-    return Query(f"SELECT id::bigint, {changed_since_condition()}" + base.sql[start:], (xid32(since), *base.params))
+    bit = "(1::bigint << (id & 63)::integer)"
+    return Query(f"SELECT (id >> 6)::bigint, bit_or({bit}), coalesce(bit_or({bit}) FILTER (WHERE"
+                 f" {changed_since_condition()}), 0)" + base.sql[start:] + " GROUP BY 1",
+                 (xid32(since), *base.params))
 
 
 def duplicate_candidates_query(since: int, users) -> Query:
