@@ -75,7 +75,8 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
     store = FindingStore(ordered=True, codes=wanted)
     if postgres:
         # The users' check runs in this process while the workers stream installations.
-        rows, ivs, used_jobs, users = _audit_postgres(database, auditor, query, jobs, progress, users_check, store)
+        rows, ivs, used_jobs, users = _audit_postgres(database, auditor, query, jobs, progress, users_check, store,
+                                                      filters.ids)
     else:
         users = users_check()
         _audit_sqlite(database, auditor, query, progress, store)
@@ -159,11 +160,14 @@ def _audit_sqlite(database, auditor: Auditor, query, progress, store) -> None:
 
 # ---- PostgreSQL -------------------------------------------------------------------------
 
-def _audit_postgres(database, auditor: Auditor, query, jobs, progress, meanwhile, store):
-    with translate_errors(database), read_only(database):
-        low, high = database.execute_sql(range_query(query).sql, query.params).fetchone()
-        # The planner's estimate is total enough for a progress bar, and free.
-        total = None if low is None else min(_estimate_rows(database, query), high - low + 1)
+def _audit_postgres(database, auditor: Auditor, query, jobs, progress, meanwhile, store, ids=None):
+    if ids is not None:  # the incremental audit's changed rows: their ids bound them
+        low, high, total = (min(ids), max(ids), len(ids)) if ids else (None, None, 0)
+    else:
+        with translate_errors(database), read_only(database):
+            low, high = database.execute_sql(range_query(query).sql, query.params).fetchone()
+            # The planner's estimate is total enough for a progress bar, and free.
+            total = None if low is None else min(_estimate_rows(database, query), high - low + 1)
     _report(progress, 0, total)
     if low is None:
         return 0, IVLog(), 1, meanwhile()

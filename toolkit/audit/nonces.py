@@ -97,7 +97,7 @@ class IVLog:
         if not len(repeated):
             return []
         # Binary search in the (sorted, few) repeated digests: np.isin would sort all of them.
-        repeated = np.unique(repeated)
+        repeated = sorted_unique(repeated)
         positions = np.minimum(np.searchsorted(repeated, digest), len(repeated) - 1)
         candidates = np.flatnonzero(repeated[positions] == digest).tolist()
         return self._exact_groups(candidates)
@@ -118,6 +118,17 @@ class IVLog:
         """(installation_id, user_id, slot, key_index) of one traced value."""
         row, meta = self.rows[position], self.meta[position]
         return row >> 32, row & 0xFFFFFFFF, meta & _SLOT_MASK, meta >> 24
+
+
+def sorted_unique(values):
+    """numpy.unique of a 1-d array (sorted, each value once), without it: numpy.unique imports
+    numpy.ma on first use, ~10 ms of the start of every run that needs it."""
+    import numpy as np
+
+    values = np.sort(values)
+    if len(values) < 2:
+        return values
+    return values[np.concatenate(([True], values[1:] != values[:-1]))]
 
 
 def nonce_reuse_findings(log: IVLog, slots, groups=None) -> list[tuple]:

@@ -68,7 +68,7 @@ from ..errors import ToolkitError
 from ._spill import FindingStore
 from .finding import Finding
 from .checks import email_case_duplicates
-from .nonces import IVLog, nonce_reuse_findings
+from .nonces import IVLog, nonce_reuse_findings, sorted_unique
 from .report import Report, clean, generated_at
 from .sql import (
     SAVED_AGE,
@@ -758,7 +758,7 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
     base_ids, base_finding_ids = _log_ids(base.log), _finding_ids(base.row_findings)
     keep_base = _member(base_ids, unchanged) & ~_member(base_ids, stale)
     keep_base_findings = _member(base_finding_ids, unchanged) & ~_member(base_finding_ids, stale)
-    stale = np.unique(np.concatenate([stale, base_ids[~keep_base], base_finding_ids[~keep_base_findings]]))
+    stale = sorted_unique(np.concatenate([stale, base_ids[~keep_base], base_finding_ids[~keep_base_findings]]))
     new_log = _select(base.new_log, _member(_log_ids(base.new_log), unchanged))
     new_log.extend(_digested(trace.get("ivs", IVLog())).state())
     new_findings = [f for f, keep in zip(base.new_findings, _member(_finding_ids(base.new_findings), unchanged))
@@ -804,9 +804,9 @@ def _finding_ids(findings: list) -> np.ndarray:
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """values[i] in sorted_set, as a bool array. A lookup table over the set's id range when it
-    is dense (ids are: ~10 ms for two million values), else a binary search (np.isin's own
-    choice sorts both: ~70 ms)."""
+    """values[i] in sorted_set (int64 ids), as a bool array. A lookup table over the set's
+    range when it is dense (ids are: ~10 ms for two million values), else a binary search
+    (np.isin's own choice sorts both: ~70 ms)."""
     if not len(sorted_set) or not len(values):
         return np.zeros(len(values), dtype=bool)
     low, high = int(sorted_set[0]), int(sorted_set[-1])
@@ -831,7 +831,7 @@ def _reused_keys(log: IVLog, groups) -> np.ndarray | None:
     if groups is None:
         return None
     positions = np.fromiter(itertools.chain.from_iterable(groups), dtype=np.int64)
-    return np.unique(_trace_keys(log)[positions]) if len(positions) else np.zeros(0, np.uint64)
+    return sorted_unique(_trace_keys(log)[positions]) if len(positions) else np.zeros(0, np.uint64)
 
 
 _TABLE_BITS = 20
@@ -844,7 +844,7 @@ def _reuse_candidates(base: IVLog, keep: np.ndarray, new: IVLog, base_reused: np
     were in one of its reuse groups). nonce_reuse_findings groups them exactly, so its
     findings over them are its findings over all the values — with no sort of two million
     keys: a 2^20-slot table of the wanted keys' low bits picks the base's few candidates."""
-    wanted = np.union1d(base_reused, _trace_keys(new))
+    wanted = sorted_unique(np.concatenate([base_reused, _trace_keys(new)]))
     candidates = IVLog()
     if len(wanted) and len(base):
         base_keys = _trace_keys(base)
@@ -854,7 +854,9 @@ def _reuse_candidates(base: IVLog, keep: np.ndarray, new: IVLog, base_reused: np
         table[wanted.view(np.int64) & low] = True
         rough = np.flatnonzero(table[base_keys.view(np.int64) & low] & keep)
         chosen = np.zeros(len(base), dtype=bool)
-        chosen[rough[np.isin(base_keys[rough], wanted)]] = True
+        picked = base_keys[rough]
+        at = np.minimum(np.searchsorted(wanted, picked), len(wanted) - 1)  # exactly: a binary search
+        chosen[rough[wanted[at] == picked]] = True
         candidates.extend(_select(base, chosen).state())
     candidates.extend(new.state())
     return candidates
