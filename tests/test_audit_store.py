@@ -83,6 +83,24 @@ def test_the_file_is_private_and_holds_no_secret(seeded, tmp_path):
     database.close()
 
 
+def test_a_user_email_filter_is_saved_as_a_digest(seeded, tmp_path):
+    """--user by email: the saved run (its filters, its report) names the user by a digest."""
+    url, _ = seeded
+    database, registry, keyring = open_postgres(url), parse_registry(REGISTRY_DATA), _keyring(K1)
+    path = tmp_path / "audits.sqlite3"
+    with AuditStore(path) as store:
+        report = audit(database, registry, keyring, Filters(users=("B@Example.com", "1")), store=store)
+        assert report.meta["filters"]["users"] == ["B@Example.com", "1"]  # the operator's own report says it
+        assert [f.code for f in report.findings] == ["secret.plaintext"]
+        (run,) = store.runs()
+        saved = store.latest(run["database"])
+    for filters in (run["filters"], saved.meta["filters"]):
+        digest, user_id = filters["users"]
+        assert digest.startswith("email-sha256:") and "example" not in digest.lower() and user_id == "1"
+    assert b"example.com" not in path.read_bytes().lower()
+    database.close()
+
+
 def test_digests_are_one_way_but_equal_for_equal_ivs():
     a, b = bytes(range(16)), bytes(range(1, 17))
     digests = digest_ivs(a + b + a)

@@ -65,6 +65,7 @@ import orjson
 from ..codes import CODES, SECRET_NONCE_REUSE, USER_EMAIL_CASE_DUPLICATE
 from ..db import describe, is_postgres, read_only, translate_errors
 from ..errors import ToolkitError
+from ..ids import is_id
 from ._spill import FindingStore
 from .finding import Finding
 from .checks import email_case_duplicates
@@ -349,12 +350,14 @@ class AuditStore:
 
     def _save(self, report: Report, state: State | None, scope: str | None) -> int:
         summary = report.summary
+        if summary.get("filters"):
+            summary["filters"] = stored_filters(summary["filters"])
         database = summary.get("database", "")
         # The findings are encoded once: the run's saved report, and — for a full audit, whose
         # state's per-row findings are the same findings (less two codes, dropped on loading)
         # — the state's base as well.
         packed = _packed_blocks(report.of_arguments())
-        document = _saved_report(report, packed)
+        document = _saved_report(summary, packed)
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO runs (database, generated_at, mode, duration_s, rows_read, installations,"
@@ -555,8 +558,8 @@ def _loads(data: bytes):
 _SAVED_REPORT = b"TKR2"  # a saved report: marker, 4-byte length, zlib(summary JSON), packed findings
 
 
-def _saved_report(report: Report, packed: bytes) -> bytes:
-    summary = zlib.compress(json.dumps(report.summary, ensure_ascii=False, default=str).encode("utf-8"), 6)
+def _saved_report(summary: dict, packed: bytes) -> bytes:
+    summary = zlib.compress(json.dumps(summary, ensure_ascii=False, default=str).encode("utf-8"), 6)
     return _SAVED_REPORT + len(summary).to_bytes(4, "big") + summary + packed
 
 
@@ -604,7 +607,17 @@ def identity(database) -> str:
 
 
 def scope_of(filters: Filters) -> str:
-    return json.dumps(filters.describe(), sort_keys=True)
+    return json.dumps(stored_filters(filters.describe()), sort_keys=True)
+
+
+def stored_filters(described: dict) -> dict:
+    """Filters.describe() as the store keeps it: a --user email as a digest (the store holds
+    no email), ids as they are."""
+    users = described.get("users")
+    if not users:
+        return described
+    return {**described, "users": [u if is_id(u) else "email-sha256:" + hashlib.sha256(u.lower().encode()).hexdigest()[:16]
+                                   for u in users]}
 
 
 def audit(database, registry, keyring, filters: Filters | None = None, *, store: AuditStore | None = None,
