@@ -38,7 +38,7 @@ def registry():
 
 def test_public_api_is_exactly_all():
     public = {name for name in dir(audit) if not name.startswith("_")}
-    modules = {"checks", "engine", "finding", "nonces", "row_auditor", "report", "sql", "store", "_spill", "_text", "_html"}
+    modules = {"checks", "engine", "finding", "nonces", "row_auditor", "report", "sql", "store", "incremental", "_spill", "_text", "_html"}
     assert set(audit.__all__) == public - modules
     for name in audit.__all__:
         assert getattr(audit, name) is not None

@@ -35,8 +35,8 @@ from test_e2e_app import (  # noqa: F401 — fixtures used by name
     toolkit,
 )
 from toolkit.audit import run_audit
+from toolkit.audit.incremental import audit as audit_and_save
 from toolkit.audit.store import AuditStore
-from toolkit.audit.store import audit as audit_and_save
 from toolkit.crypto import Keyring
 from toolkit.db import open_postgres
 from toolkit.registry import parse_registry
@@ -282,9 +282,9 @@ def base_run(store_path) -> int:
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(OPS, min_size=4, max_size=14))
 def test_property_incremental_always_equals_full(pg_url, tmp_path_factory, monkeypatch, compact_share, ops):
-    from toolkit.audit import store
+    from toolkit.audit import incremental
 
-    monkeypatch.setattr(store, "COMPACT_SHARE", compact_share)
+    monkeypatch.setattr(incremental, "COMPACT_SHARE", compact_share)
     h = Harness(pg_url, tmp_path_factory.mktemp("store") / "audits.sqlite3")
     try:
         h.sql("TRUNCATE users, app_installations RESTART IDENTITY CASCADE")
@@ -371,7 +371,7 @@ def test_the_users_check_is_redone_for_the_groups_that_can_differ(pg_url, tmp_pa
     Its query runs on a connection of its own beside the id pass, or (no URL to open one
     with) in the id pass's transaction."""
     from toolkit.audit import Filters
-    from toolkit.audit.store import _Aside
+    from toolkit.audit.incremental import _Aside
 
     if not aside:
         monkeypatch.setattr(_Aside, "start", classmethod(lambda cls, database, query: None))

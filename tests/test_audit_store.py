@@ -12,11 +12,11 @@ import psycopg2
 import pytest
 
 from toolkit.audit import Filters, run_audit
+from toolkit.audit.incremental import audit
 from toolkit.audit.sql import changed_since_condition, id_query, installation_query
 from toolkit.audit.store import (
     SCHEMA_VERSION,
     AuditStore,
-    audit,
     default_path,
     digest_ivs,
     keyring_fingerprint,
@@ -325,7 +325,8 @@ def test_the_dashboard_opens_on_the_saved_audit_and_r_runs_it_incrementally(seed
 def test_the_id_pass_and_the_changed_since_filter_agree(seeded):
     """The id pass (a binary COPY of id and the changed flag) and Filters.changed_since (the
     rows the audit reads) select the same rows, at every xmin boundary of the table."""
-    from toolkit.audit.store import Snapshot, State, _changes
+    from toolkit.audit.incremental import _changes
+    from toolkit.audit.store import Snapshot, State
 
     url, _ = seeded
     database, registry = open_postgres(url), parse_registry(REGISTRY_DATA)
@@ -352,7 +353,8 @@ def test_the_id_pass_and_the_changed_since_filter_agree(seeded):
 def test_the_id_pass_bitmaps_hold_every_id_at_every_bit(pg_url):
     """Ids at both ends of a 64-id word (bit 63 is the sign bit), the largest integer, words far
     apart, deleted ones: the bitmaps give the ids a plain SELECT gives."""
-    from toolkit.audit.store import Snapshot, State, _changes
+    from toolkit.audit.incremental import _changes
+    from toolkit.audit.store import Snapshot, State
 
     connection = psycopg2.connect(pg_url)
     with connection, connection.cursor() as cursor:
@@ -379,7 +381,7 @@ def test_the_id_pass_bitmaps_hold_every_id_at_every_bit(pg_url):
 def test_membership_by_table_and_by_search_agree():
     import numpy as np
 
-    from toolkit.audit.store import _member
+    from toolkit.audit.incremental import _member
 
     rng = np.random.default_rng(14)
     for universe in (50, 10 ** 9):  # a dense id range (the table) and a sparse one (binary search)
@@ -399,7 +401,7 @@ def test_nonce_reuse_over_the_candidates_equals_it_over_every_value():
     import numpy as np
 
     from toolkit.audit.nonces import IVLog, nonce_reuse_findings
-    from toolkit.audit.store import _reuse_candidates, _reused_keys, _select
+    from toolkit.audit.incremental import _reuse_candidates, _reused_keys, _select
 
     slots = [("svc", "token"), ("svc", "hook")]
     rng = np.random.default_rng(3)
@@ -453,10 +455,11 @@ def test_a_version_1_store_keeps_its_runs_and_drops_its_state(seeded, tmp_path):
 def test_a_state_saved_over_another_base_brings_its_own(seeded, tmp_path, monkeypatch):
     """An incremental state is saved as an overlay over the base it was derived from; if
     another run saved another base meanwhile, its own base is written with it."""
-    from toolkit.audit import store as store_module
-    from toolkit.audit.store import _incremental, checks_fingerprint, scope_of
+    from toolkit.audit import incremental as incremental_module
+    from toolkit.audit.incremental import _incremental
+    from toolkit.audit.store import checks_fingerprint, scope_of
 
-    monkeypatch.setattr(store_module, "COMPACT_SHARE", float("inf"))  # two rows: never compact
+    monkeypatch.setattr(incremental_module, "COMPACT_SHARE", float("inf"))  # two rows: never compact
 
     url, _ = seeded
     database, registry, keyring = open_postgres(url), parse_registry(REGISTRY_DATA), _keyring(K1)

@@ -23,7 +23,7 @@ FRONT_ENDS = ("tui", "cli")
 # The schema's enum labels are facts of the app, not database access.
 TUI_MAY_IMPORT_FROM_DB = {"APP_STATUSES", "ROLES"}
 DATABASE_MODULES = ("toolkit.db", "toolkit.writes", "toolkit.keys", "toolkit.audit.engine", "toolkit.audit.store",
-                    "peewee", "psycopg2", "sqlite3")
+                    "toolkit.audit.incremental", "peewee", "psycopg2", "sqlite3")
 # Modules of both query functions (their first parameter is `database`) and the types their
 # results come in: the dashboard may use the types, never call the queries but through its source.
 QUERY_MODULES = ("browse", "inspection")

@@ -383,7 +383,8 @@ def test_fixing_a_finding_through_the_config_service(tk):
 # ---- issue 15: code=, severity colours, one limit, interactive tables (opt-in) ----------------
 
 def _save_an_audit(tk):
-    from toolkit.audit.store import audit, open_store
+    from toolkit.audit.incremental import audit
+    from toolkit.audit.store import open_store
 
     with open_store(tk.settings) as store:
         return audit(tk.database, tk.registry, tk.keyring, store=store, jobs=1)

@@ -74,7 +74,7 @@ def audit(ctx, fmt, output, fail_on, baseline, incremental, save, apps, users, s
     if ctx.invoked_subcommand is not None:
         return
     from ..audit import Filters, Report, select_codes
-    from ..audit.store import audit as audit_and_save
+    from ..audit.incremental import audit as audit_and_save
     from ..audit.store import identity, open_store
 
     filters = Filters(

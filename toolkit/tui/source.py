@@ -90,7 +90,8 @@ class DataSource:
         """A saved audit, incremental where the database allows it (PostgreSQL; SQLite has no
         snapshots), in this worker thread's own connection. One process: forking worker
         processes out of a threaded TUI is not worth the risk."""
-        from ..audit.store import audit, open_store
+        from ..audit.incremental import audit
+        from ..audit.store import open_store
 
         with self.session() as database:
             if self.registry is None:
