@@ -8,7 +8,8 @@
     sql.py      filters -> WHERE clauses; the queries
     engine.py   run_audit: COPY streaming, worker processes, SQLite path
     report.py   Report: summary, findings, text/json/csv/html, DataFrame, baseline diff
-    store.py    saved audits (SQLite), history, and the incremental audit built on them
+    store.py    saved audits (SQLite), history, and the state the incremental audit starts from
+    incremental.py     audit(): a full or incremental audit with the store, saved
 
     >>> report = run_audit(database, registry, keyring, Filters(apps=("stripe",)))
     >>> report.exit_code("warning"), report.render("json")

@@ -52,7 +52,7 @@ def run_audit(database, registry, keyring, filters: Filters | None = None, *, jo
     `total` is the planner's estimate until the last call, where done == total (rows read).
     A `trace` dict receives the run's IV traces (`ivs`, an IVLog), `slots`, and with nonce
     reuse checked `reused`, its groups of trace positions (the saved audits keep them for the
-    incremental nonce-reuse check, store.py).
+    incremental nonce-reuse check, incremental.py).
 
     Raises ConfigError when a selected check needs ENCRYPTION_KEY and it is unset,
     DatabaseError when the database fails. Never raises for bad data: that is a finding.

@@ -29,7 +29,7 @@ class Filters:
     statuses: tuple[str, ...] = ()
     codes: frozenset = frozenset(ALL_CODES)
     since: dt.datetime | dt.date | None = None
-    # The incremental audit's conditions (PostgreSQL only; see store.py). Neither narrows the
+    # The incremental audit's conditions (PostgreSQL only; see incremental.py). Neither narrows the
     # users' check nor shows in `describe()`: the report is the full audit's.
     changed_since: int | None = None  # rows whose xmin is at or after this 64-bit xid
     ids: tuple[int, ...] | None = None  # only these installation ids
@@ -110,7 +110,7 @@ def xid32(xid64: int) -> int:
 # age(xid) is (int32)(the transaction's stable next xid - xid): the same reference for every
 # row and every statement of one transaction, and INT_MAX for bootstrap/frozen ids (0-2). So
 # within a transaction, "xid at or after the saved xmin" is age(xmin) <= age(saved), exact
-# while the saved xmin is under 2^31 transactions old — store.py checks age(saved) in that
+# while the saved xmin is under 2^31 transactions old — incremental.py checks age(saved) in that
 # very transaction. One age() per row is a plain C call: ~10 ms per million rows, where the
 # former xmin::text::bigint arithmetic cost a text round trip per row.
 SAVED_AGE = "SELECT age(%s::text::xid)"
@@ -190,7 +190,7 @@ def id_query(filters: Filters, known_apps=(), since: int = 0) -> Query:
     """PostgreSQL: which rows the audit with `filters` reads, and which of them changed since
     `since` (the saved 64-bit xmin, changed_since_condition) — as bitmaps of 64 ids: rows of
     `(word, present, changed)`, bit n of `present` standing for id word * 64 + n. One scan, the
-    rule evaluated in the server, and (read with COPY … (FORMAT binary), store.py) a 64th of the
+    rule evaluated in the server, and (read with COPY … (FORMAT binary), incremental.py) a 64th of the
     rows, expanded by numpy: no Python call per row, 0.6 MB a million ids. Its hash aggregate
     holds int8 states, which PostgreSQL spills past work_mem as it does any."""
     base = installation_query(dataclasses.replace(filters, changed_since=None, ids=None), known_apps)
@@ -205,7 +205,7 @@ def duplicate_candidates_query(since: int, users) -> Query:
     """The users' check redone for what may have changed (no --user filter): (lower-cased
     email, id) of every user sharing a lower-cased email with a user written since `since`
     (the saved 64-bit xmin) or with one of `users` (those of the saved audit's duplicate
-    groups). Exact (store.py says why); grouped in Python — a GROUP BY over the semi-join is
+    groups). Exact (incremental.py says why); grouped in Python — a GROUP BY over the semi-join is
     misjudged by the planner, which spills it. One statement, so it can run beside the id pass."""
     sql = ("SELECT lower(email), id FROM users WHERE lower(email) IN (SELECT lower(email) FROM users WHERE "
            f"{changed_since_condition()} OR id = ANY(%s::integer[]))")
