@@ -8,16 +8,16 @@ it was read by that audit (or a newer version of it was). Next time a row is rea
 its xmin is at or after the snapshot's xmin (sql.changed_since_condition says why xmin and
 not pg_visible_in_snapshot, and how age() compares them): written later, or maybe in flight
 then. Rows that are gone are found by comparing the id set now (one binary COPY of bitmaps
-of the ids and of that flag, sql.id_query) with the saved findings' and traces' ids. Row checks depend only on their row;
-nonce reuse is recomputed over the saved digests plus the changed rows' traces. The users'
-check (no --user filter) is redone for the groups that can differ: those holding a user
-written since the snapshot or a user of a saved duplicate group. A group now whose users
-are all older than the snapshot existed as it is when the saved audit read the users (after
-the snapshot), so its users are saved ones; any other group holds a changed user. With
---user the users' check runs as in a full audit (one GROUP BY). Anything that makes this unsure —
-another registry, keyring or checks version, another database (its oid), a transaction
-counter that went backwards (a restore) or moved 2^31 or more (wraparound) — runs a full
-audit instead, saying why in one line.
+of the ids and of that flag, sql.id_query) with the saved findings' and traces' ids. Row
+checks depend only on their row; nonce reuse is recomputed over the saved digests plus the
+changed rows' traces. The users' check (no --user filter) is redone for the groups that can
+differ: those holding a user written since the snapshot or a user of a saved duplicate
+group. A group now whose users are all older than the snapshot existed as it is when the
+saved audit read the users (after the snapshot), so its users are saved ones; any other
+group holds a changed user. With --user the users' check runs as in a full audit (one GROUP
+BY). Anything that makes this unsure — another registry, keyring or checks version, another
+database (its oid), a transaction counter that went backwards (a restore) or moved 2^31 or
+more (wraparound) — runs a full audit instead, saying why in one line.
 
 SQLite (the demo database) has no snapshots: `--incremental` runs a full audit there (one
 line); its runs are saved all the same, for history and the dashboard.
