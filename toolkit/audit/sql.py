@@ -189,10 +189,10 @@ def _incremental_conditions(filters: Filters, conditions, params, mark):
 def id_query(filters: Filters, known_apps=(), since: int = 0) -> Query:
     """PostgreSQL: which rows the audit with `filters` reads, and which of them changed since
     `since` (the saved 64-bit xmin, changed_since_condition) — as bitmaps of 64 ids: rows of
-    `(word, present, changed)`, bit n of `present` standing for id word * 64 + n. One scan, the
-    rule evaluated in the server, and (read with COPY … (FORMAT binary), incremental.py) a 64th of the
-    rows, expanded by numpy: no Python call per row, 0.6 MB a million ids. Its hash aggregate
-    holds int8 states, which PostgreSQL spills past work_mem as it does any."""
+    `(word, present, changed)`, bit n of `present` standing for id word * 64 + n. One scan,
+    the rule evaluated in the server, and (read with COPY … (FORMAT binary), incremental.py)
+    a 64th of the rows, expanded by numpy: no Python call per row, 0.6 MB a million ids. Its
+    hash aggregate holds int8 states, which PostgreSQL spills past work_mem as it does any."""
     base = installation_query(dataclasses.replace(filters, changed_since=None, ids=None), known_apps)
     start = base.sql.index(" FROM app_installations")
     bit = "(1::bigint << (id & 63)::integer)"
