@@ -5,25 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from test_browse_seed import EPOCH, GENERATED, MARKUP_VALUE, seed, sqlite_database
+from test_browse_seed import EPOCH, GENERATED, MARKUP_VALUE, TOTAL, database, seed, sqlite_database  # noqa: F401 (database: a fixture)
 
 from toolkit import browse, db
 from toolkit.inspection import load_installation
 from toolkit.browse import Cursor, InstallationFilter, Sort, UserFilter
 from toolkit.errors import DatabaseError, NotFound, UsageError
-
-TOTAL = 4 + GENERATED  # 5 special installations + GENERATED - 1 generated
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        database = sqlite_database(tmp_path / "browse.sqlite3")
-    else:
-        database = db.open_postgres(request.getfixturevalue("pg_url"))
-    seed(database)
-    yield database
-    database.close()
 
 
 def walk(database, filters=None, sort=Sort(), limit=40, lister=browse.list_installations):

@@ -7,24 +7,11 @@ import csv
 import json
 
 import pytest
-from test_browse_seed import GENERATED, seed, sqlite_database
+from test_browse_seed import TOTAL, database  # noqa: F401 (database: a fixture)
 
-from toolkit import browse, db
+from toolkit import browse
 from toolkit.browse import InstallationFilter, Sort, UserFilter
 from toolkit.errors import UsageError
-
-TOTAL = 4 + GENERATED
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        database = sqlite_database(tmp_path / "browse.sqlite3")
-    else:
-        database = db.open_postgres(request.getfixturevalue("pg_url"))
-    seed(database)
-    yield database
-    database.close()
 
 
 def all_rows(database, filters, sort=Sort()):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
+
 from toolkit import db
 from toolkit.crypto import Keyring
 
@@ -106,3 +108,18 @@ def sqlite_database(path):
     database = db.open_sqlite(path)
     db.create_tables(database)
     return database
+
+
+TOTAL = 4 + GENERATED  # installations seed() writes: 5 special ones + GENERATED - 1 generated
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request, tmp_path):
+    """A seeded database, on SQLite and on PostgreSQL (import it into a test module to use it)."""
+    if request.param == "sqlite":
+        database = sqlite_database(tmp_path / "browse.sqlite3")
+    else:
+        database = db.open_postgres(request.getfixturevalue("pg_url"))
+    seed(database)
+    yield database
+    database.close()
