@@ -4,7 +4,7 @@ an operator can attach to an email. Every value is escaped; nothing in it is a s
 from __future__ import annotations
 
 from ..codes import CODES, SEVERITIES
-from .report import escape
+from .report import _CHUNK, escape
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d2433;margin:2em auto;max-width:75em;padding:0 1em}
@@ -38,15 +38,11 @@ def _findings_tables(groups, title_prefix: str = ""):
             out.append(
                 "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in (
                     f.installation_id, f.user_id, f.app_id, f.field, f.message)) + "</tr>")
-            if len(out) >= 512:
+            if len(out) >= _CHUNK:
                 yield "\n" + "\n".join(out)
                 out = []
         out.append("</table>")
         yield "\n" + "\n".join(out)
-
-
-def render_html(report, *, page: bool = True) -> str:
-    return "".join(iter_html(report, page=page))
 
 
 def iter_html(report, *, page: bool = True):

@@ -118,8 +118,6 @@ def pack(records, ordered: bool, block: int = BLOCK) -> list[tuple]:
     segments = []
     for run in runs:
         apps = collections.Counter(map(_APP_OF, run))
-        for empty in [app for app in apps if not app and app is not None]:  # "" counts as no app
-            apps[None] += apps.pop(empty)
         blobs = [_dump(run[i:i + block]) for i in range(0, len(run), block)]
         segments.append((run[0][0], severity_of(run[0]), len(run), key(run[0]), key(run[-1]), blobs, dict(apps)))
     return segments
@@ -203,7 +201,7 @@ class FindingStore:
     # ---- the private file --------------------------------------------------------------
     @property
     def directory(self) -> str:
-        """The store's private directory (0700): scratch files that belong to it go there."""
+        """The store's private directory (0700), holding its one file (made on first use)."""
         if self._directory is None:
             self._directory = tempfile.mkdtemp(prefix="toolkit-audit-")  # mode 0700
             path = os.path.join(self._directory, "findings.bin")
@@ -285,7 +283,7 @@ class FindingStore:
                 for block in cluster[0].blocks:
                     yield self._read(block)
             else:
-                merged = heapq.merge(*(self._blocks(s) for s in cluster), key=self._key)
+                merged = self._emit(cluster)
                 while chunk := list(itertools.islice(merged, self._block)):
                     yield chunk
 
@@ -350,7 +348,7 @@ class FindingStore:
         return counts
 
     def app_counts(self) -> dict:
-        """{(app_id or None, severity): findings}."""
+        """{(app_id, severity): findings} (Report.by_app says which app ids are "no app")."""
         counts: dict = {}
         for segment in self._by_first():
             for app, n in segment.apps.items():

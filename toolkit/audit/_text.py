@@ -6,7 +6,7 @@ or an email; every database-supplied name goes through `clean`, which escapes it
 from __future__ import annotations
 
 from ..codes import CODES, SEVERITIES
-from .report import clean
+from .report import _CHUNK, clean
 
 _PLURAL = {"error": "errors", "warning": "warnings", "info": "info"}
 
@@ -53,7 +53,7 @@ def _grouped(groups, title: str):
             lines.append(f"  hint: {entry.hint}")
         for finding in findings:
             lines.append(f"  {_where(finding)}: {clean(finding.message, 400)}")
-            if len(lines) >= 512:
+            if len(lines) >= _CHUNK:
                 yield "\n".join(lines) + "\n"
                 lines = []
         if lines:

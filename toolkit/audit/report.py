@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections.abc
 import csv
 import datetime as dt
+import heapq
 import html
 import io
 import itertools
@@ -95,7 +96,7 @@ class _Listed:
         return self._counts(lambda f: f.code)
 
     def app_counts(self) -> dict:
-        return self._counts(lambda f: (f.app_id or None, f.severity))
+        return self._counts(lambda f: (f.app_id, f.severity))
 
     def _counts(self, of) -> dict:
         counts: dict = {}
@@ -122,8 +123,13 @@ class Findings(collections.abc.Sequence):
         return iter(self._store)
 
     def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
+        if isinstance(index, slice):  # one pass over the file, whatever the slice
+            wanted = range(len(self))[index]
+            if not wanted:
+                return []
+            forward = wanted if wanted.step > 0 else wanted[::-1]
+            found = list(itertools.islice(iter(self._store), forward.start, forward.stop, forward.step))
+            return found if wanted.step > 0 else found[::-1]
         position = range(len(self))[index]  # IndexError, negative indexes
         return next(itertools.islice(iter(self._store), position, None))
 
@@ -131,7 +137,7 @@ class Findings(collections.abc.Sequence):
         return f"<{len(self):,} findings, spilled to disk>"
 
 
-def _backend(findings, *, ordered: bool = False):
+def _backend(findings):
     """A list for up to SPILL_AT findings, else a FindingStore; another report's stays shared."""
     if isinstance(findings, Findings):
         return findings._store
@@ -140,8 +146,8 @@ def _backend(findings, *, ordered: bool = False):
     items = iter(findings)
     head = list(itertools.islice(items, SPILL_AT + 1))
     if len(head) <= SPILL_AT:
-        return _Listed(sorted(head, key=lambda f: f.sort_key) if ordered else head)
-    store = _spill.FindingStore(ordered=ordered)
+        return _Listed(head)
+    store = _spill.FindingStore(ordered=False)
     store.add_findings(head)
     del head
     store.add_findings(items)
@@ -359,8 +365,6 @@ class Report:
             # Findings of codes the baseline never checked are new by definition.
             diff._new = _Listed(diff._new.findings + [f for f in findings if f.code not in before])
             diff.unchanged = len(findings) - len(diff._new)
-            new_keys = {f.key for f in diff._new}
-            diff._new_positions = array("q", (n for n, f in enumerate(findings) if f.key in new_keys))
         return Report(self._findings, self.meta, baseline=diff)
 
     def exit_code(self, fail_on: str = "error") -> ExitCode:
@@ -605,12 +609,11 @@ def _compare_on_disk(current, earlier, checked, before, source) -> Baseline:
             new_unchecked = positions("SELECT pos FROM cur WHERE NOT counted ORDER BY pos")
             fixed = positions("SELECT pos FROM base WHERE NOT EXISTS "
                               "(SELECT 1 FROM cur WHERE cur.key = base.key AND cur.counted) ORDER BY pos")
-            everything_new = positions("SELECT pos FROM cur WHERE NOT counted OR NOT EXISTS "
-                                       "(SELECT 1 FROM base WHERE base.key = cur.key) ORDER BY pos")
         finally:
             db.close()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    everything_new = array("q", heapq.merge(new_matched, new_unchecked))  # disjoint, both sorted
     new = _from_records(itertools.chain(_pick(current.records(), new_matched),
                                         _pick(current.records(), new_unchecked)))
     gone = _from_records(_pick(earlier.records(), fixed))

@@ -13,12 +13,14 @@ renderings read only the first SHOWN_FINDINGS findings. `.table()`, `.to_pandas(
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from ..audit import CODES, SEVERITIES, Report, select_codes
 from . import _html
 from ._pandas import require_pandas
 from ._table import Table
+from ..safe_text import escape_text
 from ._text import plural, text_table
 
 FINDING_COLUMNS = ("severity", "code", "installation_id", "user_id", "app_id", "field", "message")
@@ -36,7 +38,7 @@ class AuditResult:
         self._report = Report(findings, {"codes": list(self.checked_codes)})
 
     # --- a sequence of findings --------------------------------------------------------
-    @property
+    @functools.cached_property
     def findings(self):
         """The findings: a tuple, or for a big audit a lazy sequence read from disk."""
         findings = self._report.findings
@@ -90,6 +92,7 @@ class AuditResult:
     def installation_ids(self) -> list[int]:
         return sorted({f.installation_id for f in self if f.installation_id is not None})
 
+    @functools.cached_property
     def _installation_count(self) -> int:
         """len(installation_ids), in 8 bytes per finding (numpy) rather than a set of ints."""
         ids = (f.installation_id for f in self if f.installation_id is not None)
@@ -108,7 +111,7 @@ class AuditResult:
     @property
     def headline(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in self.by_severity.items())
-        where = f" in {plural(self._installation_count(), 'installation')}"
+        where = f" in {plural(self._installation_count, 'installation')}"
         read = f" (of {self.installations_read} read)" if self.installations_read is not None else ""
         return f"{self.title}: {plural(len(self), 'finding')} ({counts}){where}{read}"
 
@@ -157,7 +160,7 @@ class AuditResult:
 
     # --- renderings --------------------------------------------------------------------
     def __repr__(self) -> str:
-        parts = [self.headline]
+        parts = [escape_text(self.headline)]  # the title quotes filters: customer text
         codes = self.codes()
         if codes.rows:
             parts += ["", text_table(("code", "severity", "count"), [r[:3] for r in codes.rows], numeric={"count"})]

@@ -19,9 +19,8 @@ COLUMNS = ("id", "generated_at", "mode", *SEVERITIES, "duration_s", "rows_read")
 
 
 class History:
-    def __init__(self, runs, *, path=None):
+    def __init__(self, runs):
         self.runs = tuple(runs)  # store.runs(): newest first
-        self.path = path
 
     def __len__(self) -> int:
         return len(self.runs)

@@ -68,10 +68,8 @@ def plot_installations_per_status(overview, *, width: float = 8.0):
     return fig
 
 
-# Each severity's colour family (matplotlib colormap) and its mid tone (the severity itself).
-# Each severity's colour map for a family of codes, and its one colour: the tables' (_html).
-_SHADES = {severity: (cmap, SEVERITY_COLORS[severity])
-           for severity, cmap in (("error", "Reds"), ("warning", "Oranges"), ("info", "Blues"))}
+# Each severity's colour map, for a family of its codes (its one colour is the tables': _html).
+_COLORMAPS = {"error": "Reds", "warning": "Oranges", "info": "Blues"}
 
 
 def by_severity(codes) -> list[str]:
@@ -90,7 +88,7 @@ def severity_colours(codes) -> dict:
         groups.setdefault(_severity(code), []).append(code)
     colours = {}
     for severity, members in groups.items():
-        cmap = colormaps[_SHADES.get(severity, ("Greys",))[0]]
+        cmap = colormaps[_COLORMAPS.get(severity, "Greys")]
         for n, code in enumerate(members):  # dark to light, never so light it vanishes
             colours[code] = cmap(0.85 - 0.5 * n / max(len(members) - 1, 1))
     return colours
@@ -117,7 +115,7 @@ def plot_history(history, *, width: float = 9.0):
     times = [dt.datetime.fromisoformat(r["generated_at"]) for r in runs]
     fig = Figure(figsize=(width, 6.0), layout="constrained")
     severity_axes, by_code = fig.subplots(2, 1, sharex=True)
-    for severity, color in ((s, _SHADES[s][1]) for s in SEVERITIES):
+    for severity, color in ((s, SEVERITY_COLORS[s]) for s in SEVERITIES):
         severity_axes.plot(times, [r["by_severity"].get(severity, 0) for r in runs], marker="o", label=severity, color=color)
     codes = by_severity(sorted({c for r in runs for c, n in r["by_code"].items() if n}))
     colors = severity_colours(codes)

@@ -188,10 +188,10 @@ class Session:
     def history(self, limit: int | None = LIMIT):
         """The saved audit runs of this database, newest first, `limit` at most (None: all)
         (`History`; `.plot()` the trend)."""
-        from ..audit.store import default_path, saved_runs
+        from ..audit.store import saved_runs
         from ._history import History
 
-        return History(saved_runs(self.settings, self.context.database, limit), path=default_path(self.settings))
+        return History(saved_runs(self.settings, self.context.database, limit))
 
     def audit(self, *, app=None, code=None, status=None, user=None, since=None):
         """Run the audit (toolkit.audit.run_audit) and return an `AuditResult`.
