@@ -174,3 +174,21 @@ def test_from_bytes_flags_invalid_utf8():
     assert bad.reveal() == "ok\ufffd" and bad.invalid_utf8
     with pytest.raises(TypeError):
         Secret(b"bytes")
+
+
+def test_rows_and_changes_of_a_write_show_no_config_value_in_their_repr():
+    """What a rewrite reads and writes (old and new plaintexts, in dry runs and repairs) never
+    shows in a repr: a traceback with locals, a debugger or print(plan) keeps them hidden."""
+    import datetime as dt
+
+    from toolkit.db.installations import Change, Row
+    from toolkit.writes.configs import _Row
+
+    config = {"apiKey": "hunter2-old-secret"}
+    shown = " ".join(repr(item) for item in (
+        Row(7, "stripe", "configured", config, '{"apiKey": "hunter2-old-secret"}', "123"),
+        Change(7, expect=config, patch={"apiKey": "hunter2-new-secret"}, drop=("x",), status=("installed", "configured")),
+        _Row(7, 3, "stripe", "configured", config, '{"apiKey": "hunter2-old-secret"}', dt.datetime(2026, 1, 1), None),
+    ))
+    assert "hunter2" not in shown
+    assert "id=7" in shown and "apiKey" in shown and "stripe" in shown  # still says which row and keys

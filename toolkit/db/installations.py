@@ -51,6 +51,9 @@ class Row(NamedTuple):
     config_text: str | None  # exactly as read, for whole-row compare-and-swap
     version: str | None = None  # PostgreSQL: the row version read (xmin), for the fast path
 
+    def __repr__(self) -> str:  # never the config: it holds secrets
+        return f"Row(id={self.id}, app_id={self.app_id!r}, status={self.status!r})"
+
 
 _NOTHING = types.MappingProxyType({})
 
@@ -75,6 +78,10 @@ class Change(NamedTuple):
     # updated_at: False keeps it; True sets it to now, in naive UTC like the app's Date; a
     # naive-UTC datetime sets it to that (the config service's clock decides its timestamps).
     touch: bool | dt.datetime = False
+
+    def __repr__(self) -> str:  # keys only: `expect` and `patch` hold secrets, old and new
+        return (f"Change(id={self.id}, expect={sorted(self.expect)}, patch={sorted(self.patch)}, "
+                f"drop={list(self.drop)}, status={self.status})")
 
 
 def store_factory(database, *, read_only: bool = False) -> Callable[[], object]:
@@ -238,20 +245,12 @@ class PostgresStore(_Store):
             cursor.execute("SET TRANSACTION READ ONLY")
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
-        loads = orjson.loads
-        try:  # the common case in one comprehension; the rare odd config by the one decoder
-            return [Row(i, a, s, {} if c is None else loads(c), c, x) for i, a, s, c, x in fetched]
-        except orjson.JSONDecodeError:
-            return [Row(i, a, s, decode_config(c), c, x) for i, a, s, c, x in fetched]
+        return [Row(i, a, s, decode_config(c), c, x) for i, a, s, c, x in fetched]
 
-    def count(self, id_range=None) -> int:
-        after, upto = id_range if id_range is not None else (BEFORE_ALL, None)
+    def count(self) -> int:
         with self._transaction() as cursor:
             cursor.execute("SET TRANSACTION READ ONLY")
-            if upto is None:
-                cursor.execute("SELECT count(*) FROM app_installations WHERE id > %s", (after,))
-            else:
-                cursor.execute("SELECT count(*) FROM app_installations WHERE id > %s AND id <= %s", (after, upto))
+            cursor.execute("SELECT count(*) FROM app_installations")
             return cursor.fetchone()[0]
 
     def id_bounds(self) -> tuple[int, int]:
@@ -407,13 +406,8 @@ class SqliteStore(_Store):
     def _rows(cursor) -> list[Row]:
         return [Row(i, a, s, decode_config(c), c) for i, a, s, c in cursor.fetchall()]
 
-    def count(self, id_range=None) -> int:
-        after, upto = id_range if id_range is not None else (BEFORE_ALL, None)
-        if upto is None:
-            return self.connection.execute("SELECT count(*) FROM app_installations WHERE id > ?", (after,)).fetchone()[0]
-        return self.connection.execute(
-            "SELECT count(*) FROM app_installations WHERE id > ? AND id <= ?", (after, upto)
-        ).fetchone()[0]
+    def count(self) -> int:
+        return self.connection.execute("SELECT count(*) FROM app_installations").fetchone()[0]
 
     def id_bounds(self):
         return self.connection.execute("SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM app_installations").fetchone()

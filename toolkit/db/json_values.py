@@ -63,10 +63,6 @@ def _decode_slowly(raw):
         return Unreadable(NOT_JSON)
 
 
-def tolerant_loads(text):
-    """A driver's `loads` (psycopg2 jsonb, Peewee's JSONField): decode_config for JSON text."""
-    return decode_config(text)
-
 
 _STRING_OR_BRACKET = re.compile(r'["\[\]{}]')
 _WHITESPACE = re.compile(r"[ \t\n\r]*")

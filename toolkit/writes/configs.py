@@ -91,8 +91,8 @@ class _Row:
     user_id: int
     app_id: str
     status: str
-    config: object  # parsed JSON (None for SQL NULL)
-    raw_config: str | None  # the stored text (SQLite's CAS compares it exactly)
+    config: object = dataclasses.field(repr=False)  # parsed JSON (None for SQL NULL); holds secrets
+    raw_config: str | None = dataclasses.field(repr=False)  # the stored text (SQLite's CAS compares it exactly)
     installed_at: dt.datetime | None
     updated_at: dt.datetime | None
 
