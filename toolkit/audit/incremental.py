@@ -37,7 +37,7 @@ from ..errors import ToolkitError
 from ._spill import FindingStore
 from .checks import email_case_duplicates
 from .nonces import IVLog, nonce_reuse_findings, sorted_unique
-from .report import Report, clean
+from .report import Report
 from .sql import (
     SAVED_AGE,
     Filters,
@@ -91,7 +91,8 @@ def audit(database, registry, keyring, filters: Filters | None = None, *, store:
         except ToolkitError:
             raise
         except Exception as exc:  # noqa: BLE001 — anything unexpected: a full audit is always right
-            warn(f"incremental audit failed ({clean(type(exc).__name__ + ': ' + str(exc), 160)}): running a full audit")
+            # Only the type, as the CLI's last resort says: an arbitrary message may quote data.
+            warn(f"incremental audit failed ({type(exc).__name__}): running a full audit")
         else:
             return _finish(report, state, store, name, scope, save, started, warn, save_soon)
     snapshot = _snapshot(database) if is_postgres(database) else None
@@ -229,7 +230,8 @@ def _incremental(database, registry, keyring, filters, base: State, fingerprints
         groups = candidates.reused()
         ordered.add_raw(nonce_reuse_findings(candidates, trace["slots"], groups))
         reused = _reused_keys(candidates, groups)
-    meta = {**part.meta, "installations": int(len(ids_now)), "mode": "incremental",
+    # What was asked is the caller's question, not the partial run's (its codes lack the users').
+    meta = {**part.meta, **filters.summary(), "installations": int(len(ids_now)), "mode": "incremental",
             "rows_read": part.meta.get("installations", 0)}
     saved_users = np.array(sorted({u for u, _ in users}), dtype=np.int64) if _users_since_possible(filters) else None
     if len(new_log) + len(stale) > COMPACT_SHARE * len(base.log):

@@ -38,6 +38,11 @@ class Filters:
     def narrows_installations(self) -> bool:
         return bool(self.apps or self.statuses or self.since is not None)
 
+    def summary(self) -> dict:
+        """What a report's summary says was asked: the checked codes (the codes table's
+        order) and the filters."""
+        return {"codes": [c for c in ALL_CODES if c in self.codes], "filters": self.describe()}
+
     def describe(self) -> dict:
         """For the report's summary: what was asked (JSON-able)."""
         shown = {}

@@ -277,16 +277,17 @@ def describe(database) -> str:
 
 @contextlib.contextmanager
 def translate_errors(database=None):
-    """Turn driver exceptions into a DatabaseError with one line that says what to do."""
+    """Turn driver exceptions into a DatabaseError with one line that says what to do: Peewee's,
+    and psycopg2's own where a cursor is used directly (COPY, the audit's id pass)."""
     try:
         yield
-    except peewee.OperationalError as exc:
+    except (peewee.OperationalError, psycopg2.OperationalError) as exc:
         raise DatabaseError(_first_line(exc), hint=_hint_for(exc, database)) from None
-    except peewee.InterfaceError as exc:
+    except (peewee.InterfaceError, psycopg2.InterfaceError) as exc:
         raise DatabaseError(f"database connection lost: {_first_line(exc)}", hint="check the database and run the command again") from None
-    except peewee.ProgrammingError as exc:
+    except (peewee.ProgrammingError, psycopg2.ProgrammingError) as exc:
         raise DatabaseError(_first_line(exc), hint="run `toolkit schema check` to compare the schema with what the toolkit expects") from None
-    except peewee.InternalError as exc:
+    except (peewee.InternalError, psycopg2.InternalError) as exc:
         message = _first_line(exc)
         if "read-only" in message:
             raise DatabaseError(message, hint="this role or database refuses writes; use a role that may write") from None
