@@ -298,6 +298,29 @@ async def test_screenshots_mask_revealed_values_unless_asked(seeded, settings, t
 
 
 @run_async
+async def test_a_screenshot_over_a_dialog_leaves_the_revealed_value_masked_behind_it(seeded, settings):
+    """Two reasons mask a revealed cell (a dialog on top, a screenshot being taken); the end of
+    the screenshot lifts only its own: the row behind the dialog keeps its mask."""
+    from toolkit.tui.screens.modals import TextScreen
+
+    app = make_app(seeded, settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await reveal_first_secret(app, pilot)
+        details = app.screen
+        await pilot.press("j")  # the raw JSON view: a dialog over the installation
+        await settle(pilot)
+        assert isinstance(app.screen, TextScreen)
+        svg = app.export_screenshot()
+        assert SECRET_STRIPE not in svg
+        behind = str(details.query_one("#config").get_row("apiKey")[3])
+        assert SECRET_STRIPE not in behind and mask(SECRET_STRIPE, 4) in behind
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is details and SECRET_STRIPE in config_value(app, "apiKey")  # shown again
+
+
+@run_async
 async def test_copy_a_revealed_value(seeded, settings):
     app = make_app(seeded, settings)
     async with app.run_test(size=SIZE) as pilot:

@@ -57,6 +57,7 @@ class InstallationScreen(DataScreen):
         self.detail: inspection.InstallationView | None = None
         self.rows: dict[str, inspection.FieldView] = {}
         self.revealed = RevealedValues()
+        self._masked_for: set[str] = set()  # why revealed cells show their masks now: "dialog", "capture"
 
     def compose(self) -> ComposeResult:
         yield TopBar(f"Installation {self.installation_id}")
@@ -94,7 +95,7 @@ class InstallationScreen(DataScreen):
         self.rows = {}
         for field in detail.fields:
             self.rows[field.key] = field
-            table.add_row(*row_cells(field, self.revealed.secret(field.key)), key=field.key)
+            table.add_row(*row_cells(field, self._shown_secret(field.key)), key=field.key)
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
 
@@ -137,10 +138,10 @@ class InstallationScreen(DataScreen):
         if not isinstance(self.app.screen, ModalScreen):
             self.forget_revealed()
         else:  # a dialog on top: the rows behind it show their masks (what a screenshot then takes, too)
-            self.mask_revealed(True)
+            self.mask_revealed(True, reason="dialog")
 
     def on_screen_resume(self) -> None:
-        self.mask_revealed(False)
+        self.mask_revealed(False, reason="dialog")
 
     def on_unmount(self) -> None:
         self.forget_revealed()
@@ -151,23 +152,27 @@ class InstallationScreen(DataScreen):
         for key in keys:
             self.show_value(key)
 
-    def show_value(self, key: str, *, masked: bool = False) -> None:
-        """Redraw a field's value cell: the plaintext while revealed (unless `masked`: a screenshot)."""
+    def show_value(self, key: str) -> None:
+        """Redraw a field's value cell: the plaintext while revealed and nothing masks it."""
         field = self.rows.get(key)
         tables = self.query("#config")
         if field is None or not tables:
             return
-        secret = None if masked else self.revealed.secret(key)
         table = tables.first(DataTable)
         try:
-            table.update_cell(key, self._value_column, value_cell(field, secret))
+            table.update_cell(key, self._value_column, value_cell(field, self._shown_secret(key)))
         except Exception:  # the row went with a reload: nothing to redraw
             pass
 
-    def mask_revealed(self, masked: bool) -> None:
-        """Screenshots without secrets (app._redacted): revealed cells show their mask while capturing."""
+    def _shown_secret(self, key: str):
+        return None if self._masked_for else self.revealed.secret(key)
+
+    def mask_revealed(self, masked: bool, *, reason: str = "capture") -> None:
+        """Revealed cells show their mask while any reason holds: a dialog on top, or a
+        screenshot being taken (app._redacted). Each reason is lifted on its own."""
+        (self._masked_for.add if masked else self._masked_for.discard)(reason)
         for key in self.revealed.keys:
-            self.show_value(key, masked=masked)
+            self.show_value(key)
 
     def action_back(self) -> None:
         self.forget_revealed()
