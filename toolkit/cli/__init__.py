@@ -56,30 +56,27 @@ def cli(ctx, database_url, registry_path):
     from ..context import Context
     from ..settings import load_settings
 
-    from ..db.connection import install_interruptible_waits
+    from ..db.connection import install_interruptible_waits, restore_waits
 
     overrides = {"database_url": database_url}
     if registry_path:
         overrides["registry_path"] = Path(registry_path)
     settings = load_settings(**overrides)
     # Ctrl-C and a deadline end every database wait (the dashboard lifts it for its threads).
-    install_interruptible_waits(statement_timeout=settings.statement_timeout,
-                                connect_timeout=settings.connect_timeout)
+    previous_wait = install_interruptible_waits(statement_timeout=settings.statement_timeout,
+                                                connect_timeout=settings.connect_timeout)
+    # In-process callers (tests) get theirs back when the command ends, however it ends.
+    ctx.call_on_close(lambda: restore_waits(previous_wait))
     ctx.obj = Context(settings)
     ctx.call_on_close(ctx.obj.close)
 
 
 def main(argv=None) -> int:
     """Entry point of the console script and `python -m toolkit`."""
-    import psycopg2.extensions
-
-    previous_wait = psycopg2.extensions.get_wait_callback()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # a second Ctrl-C while the first one unwinds
         return _interrupted()
-    finally:
-        psycopg2.extensions.set_wait_callback(previous_wait)  # in-process callers (tests) get theirs back
 
 
 def _interrupted() -> int:

@@ -234,7 +234,7 @@ class InstallationScreen(DataScreen):
             self.notify("Reveal the field first (v), then copy it.", markup=False)
             return
         self.app.copy_to_clipboard(revealed.secret(key).reveal())
-        self.notify(f"Copied {key} to the clipboard (OSC 52; the terminal must allow it).", markup=False)
+        self.notify(escape_text(f"Copied {key} to the clipboard (OSC 52; the terminal must allow it)."), markup=False)
 
     def action_raw(self) -> None:
         """The config as JSON, from the view (never the raw row): every secret masked."""
