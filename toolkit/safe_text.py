@@ -25,6 +25,7 @@ result, never markup strings. Pure: no click, rich or textual here.
 
 from __future__ import annotations
 
+import json
 import re
 
 # Code point ranges of the categories above, listed (computing them from `unicodedata` at
@@ -62,6 +63,17 @@ def escape_text(value) -> str:
     separator character shown as a visible escape. Text without any is returned as is."""
     text = value if value.__class__ is str else str(value)
     return _UNSAFE.sub(_escape, text)
+
+
+# What JSON text leaves raw but a terminal would obey (C1 controls, bidi overrides, U+2028…);
+# not the newlines of an indentation: inside strings JSON escapes them itself.
+_UNSAFE_IN_JSON = re.compile("(?!\n)[" + _CLASS + "]")
+
+
+def escape_json_text(text: str) -> str:
+    """JSON text (json.dumps' output) made safe for a terminal: the characters it leaves raw
+    and a terminal would obey become JSON's own escapes, so it stays the same JSON."""
+    return _UNSAFE_IN_JSON.sub(lambda m: json.dumps(m.group())[1:-1], text)
 
 
 def is_safe(text: str) -> bool:

@@ -243,8 +243,9 @@ class Session:
         if report is None:
             raise UsageError("installations(code=…) needs a saved audit of this database, and there is none",
                              hint="run `toolkit audit` (it saves the run; tk.audit() does not)")
-        ids = {f.installation_id for f in report.findings if f.code in codes and f.installation_id is not None}
-        return ids, report.meta.get("generated_at", "unknown time")
+        with report:  # a big saved audit is spilled to a temp file: read only these codes, then delete it
+            ids = {f.installation_id for c in codes for f in report.findings_of(c) if f.installation_id is not None}
+            return ids, report.meta.get("generated_at", "unknown time")
 
     def users(self, *, email=None, role=None, limit: int = LIMIT) -> Table:
         """Users (id order) with their number of installations; never their password."""

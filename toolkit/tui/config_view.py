@@ -12,13 +12,12 @@ A value the operator revealed replaces its mask in its row until it is hidden ag
 from __future__ import annotations
 
 import json
-import re
 
 from rich.text import Text
 
 from .. import inspection
 from ..crypto import Secret, mask
-from ..safe_text import UNSAFE_RANGES, escape_text
+from ..safe_text import escape_json_text, escape_text
 from . import cells
 
 DOTS_MASK = mask("", 0)  # a masked value with nothing to decrypt (malformed, no key…)
@@ -79,11 +78,6 @@ def row_cells(field: inspection.FieldView, revealed=None) -> tuple[Text, Text, T
     )
 
 
-# What JSON text leaves raw but a terminal would obey (C1 controls, bidi overrides, U+2028…).
-# (Not the newlines of the indentation: inside strings JSON escapes them itself.)
-_UNSAFE_IN_JSON = re.compile("(?!\n)[" + "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in UNSAFE_RANGES) + "]")
-
-
 def raw_value(field: inspection.FieldView):
     """The field's stored JSON value as it may be shown: a secret (or any ciphertext) is its mask."""
     if field.masked:
@@ -101,4 +95,4 @@ def raw_config(view: inspection.InstallationView) -> str:
         return f"// {escape_text(view.config_problem)}"
     stored = {f.key: raw_value(f) for f in view.fields if f.state != inspection.ABSENT}
     text = json.dumps(stored, ensure_ascii=False, indent=2, default=str)
-    return _UNSAFE_IN_JSON.sub(lambda m: json.dumps(m.group())[1:-1], text)
+    return escape_json_text(text)
