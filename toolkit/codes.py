@@ -129,14 +129,6 @@ CONFIG_READING_CODES = frozenset(c.id for c in _TABLE if CONFIG in c.reads)
 INSTALLATION_CODES = tuple(c.id for c in _TABLE if USERS not in c.reads)  # read from app_installations
 
 
-def severity_of(code: str) -> str:
-    return CODES[code].severity
-
-
-def hint_of(code: str) -> str:
-    return CODES[code].hint
-
-
 def at_or_above(severity: str, level: str) -> bool:
     """Does a finding of `severity` reach the fail level `level`?"""
     return level != "never" and SEVERITY_RANK[severity] >= SEVERITY_RANK[level]

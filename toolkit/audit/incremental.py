@@ -36,6 +36,7 @@ from ..db import is_postgres, read_only, translate_errors
 from ..errors import ToolkitError
 from ._spill import FindingStore
 from .checks import email_case_duplicates
+from .engine import _email_duplicates, copy_sql, run_audit
 from .nonces import IVLog, nonce_reuse_findings, sorted_unique
 from .report import Report
 from .sql import (
@@ -74,8 +75,6 @@ def audit(database, registry, keyring, filters: Filters | None = None, *, store:
     or there is no store). `warn(line)` gets the one line that says why a full audit ran, or
     that the run was not saved. `save_soon`: return while the run is saved in the background
     (AuditStore.save_soon: the store's next use waits; keep the report open till then)."""
-    from .engine import run_audit
-
     filters = filters or Filters()
     database = getattr(database, "obj", database)
     warn = warn or (lambda line: None)
@@ -176,8 +175,6 @@ def _usable_base(database, store, name, scope, filters, fingerprints) -> State:
 
 
 def _incremental(database, registry, keyring, filters, base: State, fingerprints, jobs, progress):
-    from .engine import _email_duplicates, run_audit
-
     try:
         snapshot = _snapshot(database)
         if snapshot.database_oid != base.snapshot.database_oid:
@@ -351,8 +348,7 @@ def _changes(database, filters, registry, base: State, users_since: bool):
             # rows, more than they save on one scan); transaction-scoped, so pooler-safe.
             cursor.execute("SET LOCAL jit = off")
             # Binary: no text to parse, 64 ids a row (a row per id cost ~0.15 s of Python calls).
-            cursor.copy_expert(b"COPY (" + cursor.mogrify(query.sql, query.params) + b") TO STDOUT (FORMAT binary)",
-                               buffer)
+            cursor.copy_expert(copy_sql(cursor, query) + b" (FORMAT binary)", buffer)
         if aside is not None:
             with translate_errors(database):
                 candidates = aside.rows()

@@ -396,10 +396,6 @@ def _str(value) -> str:
     return value.decode("utf-8", "replace") if value.__class__ is bytes else value
 
 
-def _field_name(key):
-    return None if key is None else checks.safe_name(key)
-
-
 _COPY_ESCAPES = {
     b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v", b"\\": b"\\",
 }

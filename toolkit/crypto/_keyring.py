@@ -62,9 +62,14 @@ _new_status = tuple.__new__
 class Keyring:
     def __init__(self, keys=(), *, iv_length: int = 16, mask_visible: int = 4, is_demo: bool = False):
         keys = tuple(keys)
+        seen = {}
         for index, key in enumerate(keys):
             if key.index != index:
                 raise ValueError("keys must be given current first, indexed 0, 1, 2…")
+            if key.material in seen:  # however the keyring is built
+                raise ConfigError(f"{key_variable(index)} is the same key as {key_variable(seen[key.material])}",
+                                  hint="remove it from ENCRYPTION_KEY_PREVIOUS")
+            seen[key.material] = index
         if iv_length not in IV_LENGTHS:
             raise ConfigError(f"TOOLKIT_IV_LENGTH must be 12 or 16, got {iv_length}")
         self.keys = keys
@@ -96,15 +101,6 @@ class Keyring:
     @classmethod
     def from_materials(cls, materials, **kwargs) -> "Keyring":
         """From raw 32-byte keys, current first. Refuses a key listed twice."""
-        seen = {}
-        for index, material in enumerate(materials):
-            if material in seen:
-                first = key_variable(seen[material])
-                raise ConfigError(
-                    f"{key_variable(index)} is the same key as {first}",
-                    hint="remove it from ENCRYPTION_KEY_PREVIOUS",
-                )
-            seen[material] = index
         return cls([Key(m, i) for i, m in enumerate(materials)], **kwargs)
 
     # --- keys -------------------------------------------------------------------------

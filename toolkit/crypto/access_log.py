@@ -102,8 +102,8 @@ def _open_own_log(path: Path) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _Refused("it is a symbolic link") from None
-        if exc.errno == errno.ENXIO:  # write-only open of a FIFO nobody reads
-            raise _Refused("it is a FIFO, not a regular file") from None
+        if exc.errno == errno.ENXIO:  # write-only open of a FIFO nobody reads, or of a socket
+            raise _Refused("it is a FIFO or a socket, not a regular file") from None
         raise
     try:
         info = os.fstat(fd)
@@ -126,9 +126,7 @@ def _kind(mode: int) -> str:
         return "a block device"
     if stat.S_ISFIFO(mode):
         return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+    return "a special file"
 
 
 def read_entries(settings) -> list[dict]:

@@ -52,7 +52,7 @@ from ..codes import APP_UNKNOWN, CODES, ERROR
 from ..crypto import Keyring
 from ..db import APP_STATUSES, AppInstallation, installations, is_postgres, read_only, translate_errors
 from ..db.json_values import decode_config
-from ..errors import ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
+from ..errors import AlreadyEncrypted, ConfigError, ConfigValidationError, ConflictError, NotFound, UsageError
 from ..registry import (
     CONFIG_NON_STRING,
     CONFIG_NOT_OBJECT,
@@ -294,8 +294,6 @@ class ConfigService:
         return stored
 
     def _encrypt_one(self, key: str, value: str) -> str:
-        from ..errors import AlreadyEncrypted
-
         if self.keyring is None:
             raise ConfigError("ENCRYPTION_KEY is not set: it is needed to store password fields",
                               hint="set ENCRYPTION_KEY to the app's key")
