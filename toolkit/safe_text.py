@@ -76,6 +76,18 @@ def escape_json_text(text: str) -> str:
     return _UNSAFE_IN_JSON.sub(lambda m: json.dumps(m.group())[1:-1], text)
 
 
+def safe_name(key) -> str:
+    """A name from the database (a config key, an app id) made encodable: a lone surrogate
+    (SQLite text) becomes a backslash escape; anything not a str, its str()."""
+    if key.__class__ is not str:
+        key = str(key)
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        key = key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return key
+
+
 def is_safe(text: str) -> bool:
     """True when `escape_text` would leave `text` unchanged."""
     return _UNSAFE.search(text) is None

@@ -33,6 +33,7 @@ from ..codes import (
 from ..crypto import split_strict
 from ..crypto._keys import key_variable
 from ..db.json_values import NOT_JSON, Unreadable, decode_config
+from ..safe_text import safe_name
 
 # The kinds keyring.inspect() reports (toolkit.crypto.KINDS).
 CURRENT, PREVIOUS, UNDECRYPTABLE, PLAINTEXT, MALFORMED = (
@@ -204,17 +205,6 @@ def email_case_duplicates(groups) -> list[tuple[int, str]]:
                           if len(others) == 1 else
                           f"email equals, ignoring case, those of users {', '.join(others)}"))
     return found
-
-
-def safe_name(key: str) -> str:
-    """A config key as findings show it: any string from the database, made encodable."""
-    if key.__class__ is not str:
-        key = str(key)
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        key = key.encode("utf-8", "backslashreplace").decode("utf-8")
-    return key
 
 
 # ---- one installation, all rules composed (the plain reference) ----------------------------

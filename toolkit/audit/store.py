@@ -38,7 +38,6 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import orjson
 
 from ..codes import CODES
@@ -123,6 +122,8 @@ def digest_ivs(ivs: bytes) -> bytes:
 def digest_in_place(ivs: bytearray) -> None:
     """digest_ivs over a bytearray, overwritten: an audit's millions of IVs are not copied
     more than the one AES output needs."""
+    import numpy as np  # imported where traces are handled: `audit history` and saved reports need none
+
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     if not ivs:
@@ -397,6 +398,8 @@ class AuditStore:
 
     # ---- incremental state ---------------------------------------------------------------
     def _save_state(self, database: str, scope: str, run_id: int, state: State) -> None:
+        import numpy as np
+
         snap = state.snapshot
         users = None if state.users is None else np.asarray(state.users, dtype=np.int64).tobytes()
         stale = np.zeros(0, np.int64) if state.stale is None else np.asarray(state.stale, dtype=np.int64)
@@ -426,6 +429,8 @@ class AuditStore:
         """The saved state of `database` with `scope`. `in_background`: the base (a blob of
         ~56 MB per million rows) loads in a thread while the caller reads the database —
         `State.loaded()` waits for it."""
+        import numpy as np
+
         self.wait()
         row = self._db.execute(
             "SELECT id, run_id, registry, keyring, checks, database_oid, snapshot, xmin, xmax, users, stale,"

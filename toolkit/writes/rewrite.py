@@ -39,7 +39,7 @@ import time
 from typing import Callable, Iterable, Iterator, NamedTuple, Protocol, Sequence
 
 from ..db.installations import BEFORE_ALL, Change, Row
-from ..safe_text import escape_text
+from ..safe_text import escape_text, safe_name
 
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_MAX_RETRIES = 3
@@ -200,8 +200,6 @@ def _encodable(field):
     """A key as JSON can carry it: a lone surrogate (readable only by the slow decoder) escaped."""
     if field is None or field.isascii():
         return field
-    from ..audit.checks import safe_name
-
     return safe_name(field)
 
 
