@@ -224,6 +224,13 @@ async def test_no_plaintext_secret_anywhere_before_a_reveal(seeded, settings):
             await settle(pilot)
 
 
+async def open_details(app, pilot, installation_id):
+    """The dashboard settled, then installation `installation_id` open on its details screen."""
+    await settle(pilot)
+    app.open_installation(installation_id)
+    await settle(pilot)
+
+
 async def reveal_first_secret(app, pilot):
     app.open_installation(1)
     await settle(pilot)
@@ -260,9 +267,7 @@ async def test_reveal_asks_logs_shows_and_forgets_on_leaving(seeded, settings):
 async def test_declining_the_reveal_shows_and_logs_nothing(seeded, settings):
     app = make_app(seeded, settings)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        app.open_installation(1)
-        await settle(pilot)
+        await open_details(app, pilot, 1)
         await pilot.press("v", "n")
         await settle(pilot)
         assert app.screen.revealed.keys == []
@@ -324,9 +329,7 @@ async def test_a_screenshot_over_a_dialog_leaves_the_revealed_value_masked_behin
 async def test_copy_a_revealed_value(seeded, settings):
     app = make_app(seeded, settings)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        app.open_installation(1)
-        await settle(pilot)
+        await open_details(app, pilot, 1)
         await pilot.press("c")
         assert app.clipboard == ""
         await pilot.press("v", "y")
@@ -375,9 +378,7 @@ async def test_awkward_configs_render(seeded, settings):
 async def test_no_key_configured_still_browses(seeded, settings):
     app = make_app(seeded, settings, ring=None)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        app.open_installation(1)
-        await settle(pilot)
+        await open_details(app, pilot, 1)
         assert "encrypted (no key configured)" in screen_text(app)
         await pilot.press("v", "y")
         await settle(pilot)
@@ -407,9 +408,7 @@ async def test_users_list_and_enter_lists_their_installations(seeded, settings):
 async def test_write_actions_are_hidden_when_read_only(seeded, settings):
     app = make_app(seeded, settings)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        app.open_installation(1)
-        await settle(pilot)
+        await open_details(app, pilot, 1)
         await pilot.press("x")
         await pilot.pause()
         assert isinstance(app.screen, InstallationScreen)  # no confirmation appeared

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from test_browse_seed import SECRET_STRIPE, keyring
-from test_tui import SIZE, make_app, run_async, screen_text, seeded, settings, settle  # noqa: F401 (fixtures)
+from test_tui import SIZE, make_app, open_details, run_async, screen_text, seeded, settings, settle  # noqa: F401 (fixtures)
 
 from toolkit import inspection
 from toolkit.tui.screens.audit import AuditScreen
@@ -92,9 +92,7 @@ async def test_code_filter_before_an_audit_explains(seeded, settings):
 
 
 async def open_write(app, pilot, installation_id):
-    await settle(pilot)
-    app.open_installation(installation_id)
-    await settle(pilot)
+    await open_details(app, pilot, installation_id)
 
 
 def stored(seeded, installation_id):

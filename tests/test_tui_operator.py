@@ -8,7 +8,7 @@ import json
 
 import pytest
 from test_browse_seed import GENERATED, seed, sqlite_database
-from test_tui import make_app, run_async, screen_text, settle
+from test_tui import make_app, open_details, run_async, screen_text, settle
 
 from toolkit.settings import Settings
 from toolkit.tui import preferences
@@ -236,9 +236,7 @@ async def test_a_revealed_value_replaces_its_mask_in_its_row_until_hidden(seeded
 
     app = make_app(seeded, settings)
     async with app.run_test(size=LARGE) as pilot:
-        await settle(pilot)
-        app.open_installation(1)
-        await settle(pilot)
+        await open_details(app, pilot, 1)
         table = app.screen.query_one("#config")
         value = lambda: str(table.get_row("apiKey")[3])  # noqa: E731
         assert value().startswith(mask(SECRET_STRIPE, 4)) and SECRET_STRIPE not in value()  # the CLI's mask
@@ -262,9 +260,7 @@ async def test_the_raw_view_shows_the_config_as_json_with_every_secret_masked(se
 
     app = make_app(seeded, settings)
     async with app.run_test(size=LARGE) as pilot:
-        await settle(pilot)
-        app.open_installation(2)
-        await settle(pilot)
+        await open_details(app, pilot, 2)
         assert "j Raw JSON" in screen_text(app)  # the binding is in the footer
         await pilot.press("j")
         await settle(pilot)
@@ -286,9 +282,7 @@ async def test_the_raw_view_masks_a_revealed_secret_too(seeded, settings):
 
     app = make_app(seeded, settings)
     async with app.run_test(size=LARGE) as pilot:
-        await settle(pilot)
-        app.open_installation(1)
-        await settle(pilot)
+        await open_details(app, pilot, 1)
         await pilot.press("v", "y")  # revealed in its row
         await settle(pilot)
         await pilot.press("j")
