@@ -50,12 +50,12 @@ def settings(tmp_path):
     return Settings(access_log=tmp_path / "access.log", state_dir=tmp_path / "state")
 
 
-def make_app(database, settings, *, write=False, is_demo=False, ring="default"):
+def make_app(database, settings, *, write=False, is_demo=False, ring="default", **options):
     source = DataSource(
         database=database, settings=settings, registry=parse_registry(REGISTRY),
         keyring=keyring() if ring == "default" else ring, is_demo=is_demo, location="sqlite:test",
     )
-    return DashboardApp(source, write=write)
+    return DashboardApp(source, write=write, **options)
 
 
 async def settle(pilot):
